@@ -78,7 +78,21 @@ class Fixed:
         return f"fixed {self.value!r}"
 
 
-Domain = Choice | IntRange | Seq | Fixed
+@dataclass(frozen=True)
+class Same:
+    """Tied to another dimension: takes the value already chosen for ``label`` (e.g. the first
+    stage's width equals the stem width when nothing between them changes width)."""
+
+    label: str
+
+    def contains(self, value: Any) -> bool:
+        return True  # checked against the referenced value by the space's walk
+
+    def describe(self) -> str:
+        return f"same as {self.label}"
+
+
+Domain = Choice | IntRange | Seq | Fixed | Same
 
 
 def param(default: Any, domain: Domain, doc: str = "") -> Any:

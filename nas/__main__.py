@@ -1,0 +1,1 @@
+from nas.cli import main; import sys; sys.exit(main())

@@ -1,0 +1,279 @@
+"""The ``nas`` command line.
+
+Every user error (unknown name, malformed file, bad number) ends in one line on stderr and exit
+code 2; heavy libraries (Optuna, Ray, plotly) are imported only by the commands that need them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from nas.config import ArchConfig, ConfigError
+
+
+class UsageError(Exception):
+    """Bad input from the user: reported in one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + error
+        raise UsageError(f"{self.prog}: {message} (see --help)")
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def command(name: str) -> Callable:
+    def wrap(fn: Callable) -> Callable:
+        COMMANDS[name] = fn
+        return fn
+    return wrap
+
+
+# ---------------------------------------------------------------------------- helpers
+def resolve_arch(spec: str) -> tuple[str, ArchConfig]:
+    """A preset name or a path to a JSON config -> (display name, config)."""
+    import nas
+
+    if spec in nas.list_archs():
+        return spec, nas.get_arch(spec)
+    path = Path(spec)
+    if path.suffix == ".json" or path.exists():
+        return path.stem, nas.load_config(path)
+    close = [n for n in nas.list_archs() if n.split("_")[0] == spec.split("_")[0]]
+    hint = f"; did you mean one of {', '.join(close)}" if close else "; `nas archs` lists them"
+    raise UsageError(f"{spec!r} is neither a known architecture nor a config file{hint}")
+
+
+def _positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}")
+        return value
+    return parse
+
+
+def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
+    print(json.dumps(data, indent=2) if as_json else render(data))
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    cells = [[title for _, title in columns]] + [[_fmt(r.get(key)) for key, _ in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}".rstrip("0").rstrip(".") if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+# ---------------------------------------------------------------------------- commands
+@command("archs")
+def cmd_archs(args: argparse.Namespace) -> int:
+    import nas
+
+    rows = []
+    for p in nas.list_presets():
+        cost = nas.analytic_cost(p.arch)
+        rows.append({
+            "name": p.name, "family": p.family, "layout": p.arch.layout, "params": cost.params, "macs": cost.macs,
+            "params_m": round(cost.params / 1e6, 3), "macs_g": round(cost.macs / 1e9, 3),
+            "resolution": p.arch.resolution, "ref_params_m": p.ref_params_m, "ref_macs_g": p.ref_macs_g,
+            "published_params_m": p.published_params_m, "published_macs_g": p.published_macs_g,
+            "published_top1": p.published_top1, "deviation": p.deviation, "arch_id": p.arch.arch_id,
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(_table(rows, [("name", "name"), ("layout", "layout"), ("params_m", "params M"), ("macs_g", "MACs G"),
+                            ("resolution", "res"), ("published_params_m", "paper M"),
+                            ("published_macs_g", "paper G"), ("published_top1", "top-1")]))
+        print("\nMACs: analytic counter (agrees with fvcore within 1%); `--json` adds deviations and references.")
+    return 0
+
+
+@command("spaces")
+def cmd_spaces(args: argparse.Namespace) -> int:
+    import search_spaces
+
+    rows = [{"name": s.name, "presets": list(s.presets), "description": s.description}
+            for s in search_spaces.list_spaces()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for r in rows:
+            print(f"{r['name']:<16} {len(r['presets']):>3} presets  {r['description']}")
+    return 0
+
+
+@command("space")
+def cmd_space(args: argparse.Namespace) -> int:
+    import search_spaces
+
+    space = search_spaces.get_space(args.name)
+    dims = space.dimensions()
+    if args.json:
+        print(json.dumps({"name": space.name, "description": space.description, "presets": list(space.presets),
+                          "dimensions": [{"label": l, "domain": d, "when": w} for l, d, w in dims]}, indent=2))
+        return 0
+    print(f"{space.name}: {space.description}\n")
+    print(f"presets inside: {', '.join(space.presets) or '-'}\n")
+    searched = [(l, d, w) for l, d, w in dims if not d.startswith(("fixed", "same as"))]
+    fixed = [(l, d) for l, d, w in dims if d.startswith(("fixed", "same as"))]
+    print(f"searched dimensions ({len(searched)}):")
+    for label, dom, when in searched:
+        print(f"  {label:<44} {dom}" + (f"   [if {when}]" if when else ""))
+    if fixed:
+        print(f"\nfixed ({len(fixed)}): " + ", ".join(f"{l}={d.removeprefix('fixed ')}" for l, d in fixed))
+    return 0
+
+
+@command("profile")
+def cmd_profile(args: argparse.Namespace) -> int:
+    from evaluators.cost import measure_cost
+
+    name, arch = resolve_arch(args.arch)
+    report = measure_cost(arch, args.resolution, args.num_classes, args.counter)
+    data = {"arch": name, "arch_id": arch.arch_id, **report.to_dict(), "num_classes": args.num_classes}
+    lines = [f"{name} ({arch.layout}, id {arch.arch_id})",
+             f"params      {report.params / 1e6:.3f} M ({report.params:,})",
+             f"MACs        {report.macs / 1e9:.3f} G at {report.resolution}x{report.resolution} ({report.counter})",
+             f"counted in  {report.count_seconds * 1000:.1f} ms"]
+    if args.latency:
+        from evaluators.latency import measure_latency
+
+        if not args.json:
+            print(f"measuring latency ({args.backend}, batch {args.batch}, {args.threads or 'all'} threads)...",
+                  file=sys.stderr)
+        lat = measure_latency(arch, report.resolution, args.batch, args.threads, args.backend,
+                              num_classes=args.num_classes, max_seconds=args.max_seconds)
+        d = lat.to_dict()
+        data.update(d)
+        lines.append(f"latency     {lat.latency_ms:.2f} ms median (95% CI {lat.ci_low_ms:.2f}-{lat.ci_high_ms:.2f}, "
+                     f"IQR {lat.p25_ms:.2f}-{lat.p75_ms:.2f}, {lat.runs} runs"
+                     f"{'' if lat.converged else ', time cap hit'})")
+        lines.append(f"            batch {lat.batch}, {lat.threads} threads, {lat.dtype}, {lat.backend} on {lat.device}")
+    print(json.dumps(data, indent=2) if args.json else "\n".join(lines))
+    return 0
+
+
+@command("score")
+def cmd_score(args: argparse.Namespace) -> int:
+    from evaluators.data import DatasetError, load_dataset, prepare, channel_stats
+
+    name, arch = resolve_arch(args.arch)
+    try:
+        data = load_dataset(args.dataset)
+    except DatasetError as e:
+        raise UsageError(str(e)) from None
+    if args.proxy == "train":
+        from evaluators.train import TrainConfig, train_proxy
+
+        cfg = TrainConfig(epochs=args.epochs, resolution=args.resolution, batch_size=args.batch_size,
+                          train_size=args.train_size or None, val_size=args.val_size or None, seed=args.seed)
+        bar = _progress(args.epochs, "epochs", disable=args.json)
+        result = train_proxy(arch, data, cfg, on_epoch=lambda e, acc: (bar.update(1), bar.set_postfix(acc=f"{acc:.3f}")))
+        bar.close()
+        out = {"arch": name, "proxy": "train", "score": result.accuracy, "dataset": data.name, **result.to_dict(),
+               "resolution": args.resolution}
+    else:
+        import torch
+
+        from evaluators.proxies import score_proxy
+
+        sub = data.subset(args.batch_size, 1, seed=args.seed)
+        mean, std = channel_stats(data.train_x)
+        x = prepare(sub.train_x, args.resolution, mean, std)
+        torch.manual_seed(args.seed)
+        result = score_proxy(arch, args.proxy, x, sub.train_y, data.num_classes, seed=args.seed)
+        out = {"arch": name, "dataset": data.name, **result.to_dict()}
+    print(json.dumps(out, indent=2) if args.json else f"{name}: {out['proxy']} = {out['score']:.6g}")
+    return 0
+
+
+def _progress(total: int, unit: str, disable: bool = False):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, disable=disable or not sys.stderr.isatty(), file=sys.stderr, leave=False)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nas", description=(
+        "Neural architecture search over a hybrid CNN/ViT design space. MACs (multiply-accumulates) are the "
+        "unit of every 'FLOPs' figure, counted at 224x224 (MobileViT 256) unless --resolution says otherwise."))
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("archs", help="list the published architectures with our and the papers' counts")
+    p.add_argument("--json", action="store_true", help="machine-readable output (params and macs as integers)")
+
+    p = sub.add_parser("spaces", help="list the search spaces")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("space", help="inspect a search space")
+    ssub = p.add_subparsers(dest="space_command", metavar="ACTION", parser_class=_Parser, required=True)
+    show = ssub.add_parser("show", help="the dimensions of a space, their domains and the presets inside it")
+    show.add_argument("name", help="space name (see `nas spaces`)")
+    show.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("profile", help="params and MACs of an architecture (a preset name or a config JSON)")
+    p.add_argument("arch", metavar="ARCH_OR_CONFIG_JSON")
+    p.add_argument("--resolution", type=_positive(int), default=None, help="input size (default: the design size)")
+    p.add_argument("--num-classes", type=_positive(int), default=1000)
+    p.add_argument("--counter", choices=("fvcore", "analytic"), default="fvcore",
+                   help="fvcore traces the built model (the reference); analytic counts from the config alone")
+    p.add_argument("--latency", action="store_true", help="also measure latency (median with a 95%% CI)")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument("--threads", type=_positive(int), default=None, help="intra-op threads (default: all cores)")
+    p.add_argument("--batch", type=_positive(int), default=1)
+    p.add_argument("--max-seconds", type=_positive(float), default=20.0, help="time cap of the timed runs")
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("score", help="score an architecture with a zero-cost proxy or short training",
+                       description="Scores are 'higher = predicted better'. --proxy train reports validation "
+                                   "accuracy in [0, 1] after a short seeded training run.")
+    p.add_argument("arch", metavar="ARCH_OR_CONFIG_JSON")
+    p.add_argument("--proxy", required=True, choices=("train", "synflow", "naswot", "grad_norm", "snip", "params", "macs"))
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10:PATH or folder:PATH")
+    p.add_argument("--resolution", type=_positive(int), default=32, help="input size (default 32)")
+    p.add_argument("--epochs", type=_positive(int), default=2, help="training epochs (train proxy)")
+    p.add_argument("--batch-size", type=_positive(int), default=128, help="minibatch size (also the proxies' batch)")
+    p.add_argument("--train-size", type=int, default=10000, help="training images used (0 = all)")
+    p.add_argument("--val-size", type=int, default=2000, help="validation images used (0 = all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        name = "space" if args.command == "space" else args.command
+        return COMMANDS[name](args)
+    except (UsageError, ConfigError) as e:
+        print(f"nas: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

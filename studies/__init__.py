@@ -1,0 +1,1 @@
+"""Studies: search spaces, evaluators and storage brought together (Optuna + Ray)."""

@@ -1,0 +1,137 @@
+"""Evaluators: counting conventions, the latency protocol, zero-cost proxies, data and training."""
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import nas
+from evaluators.cost import count_params, fvcore_macs, measure_cost
+from evaluators.data import DatasetError, load_dataset, prepare
+from evaluators.latency import measure_latency, median_ci
+from evaluators.proxies import ZERO_COST_PROXIES, score_proxy
+from evaluators.train import TrainConfig, train_proxy
+
+TINY = "poolformer_s12"
+
+
+def _tiny_arch():
+    """poolformer_s12 at a tenth of its widths: seconds to train on 2 cores."""
+    arch = nas.get_arch(TINY)
+    stages = tuple(s.__class__(s.block, 1, max(16, s.width // 8), s.stride, s.params, s.embed) for s in arch.stages)
+    return arch.replace(stem=arch.stem.__class__(arch.stem.type, stages[0].width, arch.stem.params), stages=stages)
+
+
+def test_sdpa_handle_counts_attention():
+    class Attn(torch.nn.Module):
+        def forward(self, x):
+            q = k = v = x.view(1, 3, 197, 64)
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    assert fvcore_macs(_AsImage(Attn()), 1) == 3 * 197 * 197 * 128
+
+
+class _AsImage(torch.nn.Module):
+    """Feeds a fixed tensor to the wrapped module whatever image fvcore passes."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, image):
+        return self.inner(torch.ones(1, 3 * 197 * 64) + image.sum())
+
+
+def test_analytic_matches_fvcore_and_is_faster():
+    arch = nas.get_arch(TINY)
+    a = measure_cost(arch, counter="analytic")
+    f = measure_cost(arch, counter="fvcore")
+    assert (a.params, a.macs) == (f.params, f.macs)
+    assert a.count_seconds * 100 < f.count_seconds
+
+
+def test_latency_protocol_records_everything():
+    rep = measure_latency(_tiny_arch(), resolution=32, threads=1, max_seconds=3)
+    assert rep.latency_ms > 0 and rep.ci_low_ms <= rep.latency_ms <= rep.ci_high_ms
+    assert rep.runs >= 15 and rep.threads == 1 and rep.batch == 1 and rep.resolution == 32
+    assert rep.backend == "torch" and rep.device.startswith("cpu") and "torch" in rep.versions
+
+
+def test_latency_onnxruntime_backend():
+    rep = measure_latency(_tiny_arch(), resolution=32, threads=1, backend="onnxruntime", max_seconds=3)
+    assert rep.latency_ms > 0 and rep.backend == "onnxruntime" and "onnxruntime" in rep.versions
+
+
+def test_median_ci_is_an_interval_around_the_median():
+    med, lo, hi = median_ci([float(i) for i in range(1, 101)])
+    assert lo < med < hi and med == 50.5
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    return load_dataset("fashion-mnist")
+
+
+def test_fashion_mnist_loads(fmnist):
+    assert fmnist.train_x.shape == (60000, 1, 28, 28) and fmnist.test_x.shape == (10000, 1, 28, 28)
+    assert fmnist.num_classes == 10 and fmnist.train_y.max() == 9
+    x = prepare(fmnist.train_x[:4], 32)
+    assert x.shape == (4, 3, 32, 32)
+
+
+@pytest.mark.parametrize("proxy", ZERO_COST_PROXIES)
+def test_proxy_scores_change_with_the_model(fmnist, proxy):
+    sub = fmnist.subset(32, 1)
+    x = prepare(sub.train_x, 32)
+    small = _tiny_arch()
+    wide = small.replace(stages=tuple(s.__class__(s.block, s.depth + 1, s.width * 2, s.stride, s.params, s.embed)
+                                      for s in small.stages),
+                         stem=small.stem.__class__(small.stem.type, small.stages[0].width * 2, small.stem.params))
+    a = score_proxy(small, proxy, x, sub.train_y, 10).score
+    b = score_proxy(wide, proxy, x, sub.train_y, 10).score
+    assert np.isfinite(a) and np.isfinite(b) and a != b
+    assert score_proxy(small, proxy, x, sub.train_y, 10).score == pytest.approx(a, rel=1e-6)  # seeded
+
+
+def test_training_beats_chance_and_is_deterministic(fmnist):
+    cfg = TrainConfig(epochs=2, resolution=32, train_size=3000, val_size=500, batch_size=64, lr=3e-3)
+    first = train_proxy(_tiny_arch(), fmnist, cfg)
+    assert first.accuracy > 0.5, first  # chance is 0.1
+    assert len(first.history) == 2 and first.images_per_second > 0
+    again = train_proxy(_tiny_arch(), fmnist, cfg)
+    assert again.history == first.history
+
+
+def test_cifar10_batches(tmp_path):
+    root = tmp_path / "cifar-10-batches-py"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(root / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8),
+                         b"labels": list(rng.integers(0, 10, 20))}, f)
+    data = load_dataset(f"cifar10:{root}")
+    assert data.train_x.shape == (100, 3, 32, 32) and data.test_x.shape == (20, 3, 32, 32)
+    (root / "test_batch").write_bytes(b"garbage")
+    with pytest.raises(DatasetError, match="test_batch"):
+        load_dataset(f"cifar10:{root}")
+
+
+def test_image_folder(tmp_path):
+    from PIL import Image
+
+    for cls in ("cat", "dog"):
+        (tmp_path / cls).mkdir()
+        for i in range(5):
+            Image.fromarray(np.full((10, 12, 3), 40 * i, dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    data = load_dataset(f"folder:{tmp_path}")
+    assert data.classes == ("cat", "dog") and len(data.train_y) + len(data.test_y) == 10
+    assert data.train_x.shape[1:] == (3, 64, 64)
+
+
+@pytest.mark.parametrize("spec", ["nope", "cifar10", "folder:/does/not/exist", "fashion-mnist:/does/not/exist"])
+def test_bad_dataset_specs(spec):
+    with pytest.raises(DatasetError):
+        load_dataset(spec)
