@@ -62,72 +62,90 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+class ProxyTrainer:
+    """Trains one candidate an epoch at a time (so a search can stop it between epochs)."""
+
+    def __init__(self, arch: ArchConfig, data: Dataset, cfg: TrainConfig = TrainConfig(),
+                 device: Optional[str] = None):
+        self.cfg, self.device = cfg, device or default_device()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        data = data.subset(cfg.train_size, cfg.val_size, seed=cfg.seed)
+        mean, std = channel_stats(data.train_x)
+        self.train_x, self.train_y = prepare(data.train_x, cfg.resolution, mean, std), data.train_y
+        self.val_x, self.val_y = prepare(data.test_x, cfg.resolution, mean, std), data.test_y
+        self.memory_format = (torch.channels_last if cfg.channels_last and self.device == "cpu"
+                              else torch.contiguous_format)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(arch, data.num_classes).to(self.device, memory_format=self.memory_format)
+        decay = [p for p in self.model.parameters() if p.ndim > 1]
+        no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        total = math.ceil(len(self.train_x) / cfg.batch_size) * cfg.epochs
+        warmup = max(1, int(total * cfg.warmup_fraction))
+
+        def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to zero
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_factor)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.history: list[float] = []
+        self.seen, self.train_seconds = 0, 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return self.seen / max(self.train_seconds, 1e-9)
+
+    def run_epoch(self) -> float:
+        """One epoch of training, then the validation accuracy."""
+        cfg, device = self.cfg, self.device
+        self.model.train()
+        t0 = time.perf_counter()
+        order = torch.randperm(len(self.train_x), generator=self.generator)
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            x = self.train_x[idx].to(device, memory_format=self.memory_format)
+            flip = torch.rand(len(idx), generator=self.generator) < 0.5  # horizontal flips: the one cheap augmentation
+            x = torch.where(flip.view(-1, 1, 1, 1).to(device), x.flip(3), x)
+            loss = F.cross_entropy(self.model(x), self.train_y[idx].to(device), label_smoothing=cfg.label_smoothing)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(f"loss became {loss.item()} in epoch {len(self.history) + 1}")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+            self.optimizer.step()
+            self.schedule.step()
+            self.seen += len(idx)
+        self.train_seconds += time.perf_counter() - t0
+        acc = evaluate(self.model, self.val_x, self.val_y, cfg.batch_size * 2, device, self.memory_format)
+        self.history.append(acc)
+        return acc
+
+
 def train_proxy(arch: ArchConfig, data: Dataset, cfg: TrainConfig = TrainConfig(),
                 on_epoch: Optional[Callable[[int, float], None]] = None, device: Optional[str] = None) -> TrainResult:
     """Train ``arch`` briefly on ``data`` and return the validation accuracy after each epoch.
 
     ``on_epoch(epoch, accuracy)`` may raise :class:`StopTraining` to stop early.
     """
-    device = device or default_device()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    data = data.subset(cfg.train_size, cfg.val_size, seed=cfg.seed)
-    mean, std = channel_stats(data.train_x)
-    train_x = prepare(data.train_x, cfg.resolution, mean, std)
-    val_x = prepare(data.test_x, cfg.resolution, mean, std)
-    memory_format = torch.channels_last if cfg.channels_last and device == "cpu" else torch.contiguous_format
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(arch, data.num_classes).to(device, memory_format=memory_format)
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    steps_per_epoch = math.ceil(len(train_x) / cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    warmup = max(1, int(total * cfg.warmup_fraction))
-
-    def lr_factor(step: int) -> float:  # linear warm-up, then cosine decay to zero
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
-
-    result = TrainResult(0.0, device=device)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    seen, train_time = 0, 0.0
     start = time.perf_counter()
+    trainer = ProxyTrainer(arch, data, cfg, device)
+    result = TrainResult(0.0, device=trainer.device)
     for epoch in range(cfg.epochs):
-        model.train()
-        t0 = time.perf_counter()
-        order = torch.randperm(len(train_x), generator=generator)
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i:i + cfg.batch_size]
-            x = train_x[idx].to(device, memory_format=memory_format)
-            flip = torch.rand(len(idx), generator=generator) < 0.5  # horizontal flips, the one cheap augmentation
-            x = torch.where(flip.view(-1, 1, 1, 1).to(device), x.flip(3), x)
-            loss = F.cross_entropy(model(x), data.train_y[idx].to(device), label_smoothing=cfg.label_smoothing)
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"loss became {loss.item()} at epoch {epoch + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            schedule.step()
-            seen += len(idx)
-        train_time += time.perf_counter() - t0
-        acc = evaluate(model, val_x, data.test_y, cfg.batch_size * 2, device, memory_format)
-        result.history.append(acc)
-        result.accuracy, result.epochs_run = acc, epoch + 1
+        result.accuracy = trainer.run_epoch()
+        result.epochs_run = epoch + 1
         if on_epoch is not None:
             try:
-                on_epoch(epoch + 1, acc)
+                on_epoch(epoch + 1, result.accuracy)
             except StopTraining:
                 result.stopped_early = True
                 break
+    result.history = list(trainer.history)
     result.seconds = time.perf_counter() - start
-    result.images_per_second = seen / max(train_time, 1e-9)
+    result.images_per_second = trainer.images_per_second
     return result
 
 

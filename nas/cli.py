@@ -204,6 +204,97 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("search")
+def cmd_search(args: argparse.Namespace) -> int:
+    from studies.budgets import BudgetError, parse_duration_s, parse_latency_ms, parse_macs, parse_params
+    from studies.search import SearchSettings
+
+    try:
+        macs = parse_macs(args.budget) if args.budget else None
+        latency = parse_latency_ms(args.latency_budget) if args.latency_budget else None
+        params = parse_params(args.params_budget) if args.params_budget else None
+        timeout = parse_duration_s(args.timeout) if args.timeout else None
+    except BudgetError as e:
+        raise UsageError(str(e)) from None
+    if args.trials < 1:
+        raise UsageError(f"--trials must be at least 1, got {args.trials}")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError(f"--workers must be >= 0, got {args.workers}")
+    import dataclasses
+
+    from evaluators.data import DatasetError, load_dataset
+    from studies.search import Search
+
+    if args.proxy not in ("params", "macs"):
+        try:
+            load_dataset(args.dataset)  # fail before starting anything
+        except DatasetError as e:
+            raise UsageError(str(e)) from None
+    base = SearchSettings(space=args.space)
+    train = dataclasses.replace(base.train, epochs=args.epochs, resolution=args.resolution,
+                                train_size=args.train_size, val_size=args.val_size)
+    settings = SearchSettings(
+        space=args.space, macs_budget=macs, latency_budget_ms=latency, params_budget=params, trials=args.trials,
+        timeout_s=timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
+        workers=args.workers if args.workers is not None else base.workers, address=args.address,
+        storage=args.storage, study_name=args.study, seed=args.seed, train=train)
+    bar = _progress(args.trials, "trial")
+    def show(p) -> None:
+        bar.n = min(p.complete, args.trials)
+        bar.set_postfix_str(f"feasible {p.feasible}, over budget {p.infeasible}, stopped {p.stopped}, "
+                            f"failed {p.failed}, front {p.front}", refresh=True)
+    search = Search(settings, on_progress=show)
+    print(f"search: study {search.name!r} in {settings.storage}; space {settings.space}; proxy {settings.proxy}; "
+          f"{settings.trials} trials on {settings.workers or 'no'} worker(s)", file=sys.stderr)
+    study = search.run()
+    bar.close()
+    if search.reaped:
+        print(f"search: resumed; {search.reaped} interrupted trial(s) marked failed and queued again", file=sys.stderr)
+    if search.seeded:
+        print(f"search: seeded with the published architectures that fit: {', '.join(search.seeded)}", file=sys.stderr)
+    from studies.results import format_front, front_frame
+
+    front = front_frame(study)
+    metric = settings.metric_names[0]
+    print(f"\nPareto front of {search.name} ({len(front)} of {search.progress.feasible} feasible trials; "
+          f"{search.progress.infeasible} over budget, {search.progress.stopped} stopped early, "
+          f"{search.progress.failed} failed, {search.progress.invalid} invalid samples):\n")
+    print(format_front(front, metric))
+    storage = "" if settings.storage == SearchSettings(space="").storage else f" --storage {settings.storage}"
+    print(f"\nnext:\n  nas dashboard {search.name}{storage} -o {search.name}.html\n"
+          f"  nas export {search.name}{storage} -o exported/{search.name}")
+    return 0
+
+
+@command("studies")
+def cmd_studies(args: argparse.Namespace) -> int:
+    from studies.results import studies_frame
+
+    frame = studies_frame(args.storage)
+    if args.json:
+        print(frame.to_json(orient="records", indent=2))
+    elif frame.empty:
+        print(f"no studies in {args.storage}")
+    else:
+        print(frame.to_string(index=False))
+    return 0
+
+
+@command("pareto")
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from studies.results import format_front, front_frame, load_study, to_json_rows
+
+    study = load_study(args.study, args.storage)
+    front = front_frame(study)
+    if args.json:
+        print(to_json_rows(front))
+    elif args.csv:
+        print(front.to_csv(index=False), end="")
+    else:
+        print(format_front(front, (study.metric_names or ["objective_0"])[0]))
+    return 0
+
+
 def _progress(total: int, unit: str, disable: bool = False):
     from tqdm import tqdm
 
@@ -255,7 +346,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-size", type=int, default=2000, help="validation images used (0 = all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    from studies.search import DEFAULT_STORAGE, PROXIES, SAMPLERS
+
+    p = sub.add_parser("search", help="multi-objective, constrained architecture search",
+                       description="Search a space for the best proxy accuracy at the fewest MACs (and lowest "
+                                   "latency with --latency-budget). Budgets are hard constraints checked before any "
+                                   "model is built. FLOPs budgets are MACs (multiply-accumulates), at 224x224 "
+                                   "(MobileViT 256). Re-running the same command resumes the study.")
+    p.add_argument("--space", required=True, help="search space (see `nas spaces`)")
+    p.add_argument("--budget", help="MAC budget, e.g. 500mflop, 1gflop, 1.5GMAC (FLOPs here are MACs)")
+    p.add_argument("--latency-budget", help="latency budget per image, e.g. 20ms (batch 1, this machine)")
+    p.add_argument("--params-budget", help="parameter budget, e.g. 10m, 500k")
+    p.add_argument("--trials", type=int, default=20, help="evaluated candidates in total, resumed runs included "
+                   "(over-budget samples are recorded as infeasible and do not count; default 20)")
+    p.add_argument("--timeout", help="stop after this long, e.g. 30m, 1h")
+    p.add_argument("--proxy", choices=PROXIES, default="train",
+                   help="objective: short training accuracy (default) or a zero-cost proxy")
+    p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist (default), cifar10:PATH or folder:PATH")
+    p.add_argument("--epochs", type=_positive(int), default=2, help="proxy-training epochs (default 2)")
+    p.add_argument("--resolution", type=_positive(int), default=32, help="proxy-training input size (default 32)")
+    p.add_argument("--train-size", type=_positive(int), default=5000, help="training images per candidate (default 5000)")
+    p.add_argument("--val-size", type=_positive(int), default=1000, help="validation images (default 1000)")
+    p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="Ray workers (default: one per core); 0 evaluates in this process")
+    p.add_argument("--address", help="an existing Ray cluster's address (default: start a local one)")
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"SQLAlchemy URL (default {DEFAULT_STORAGE})")
+    p.add_argument("--study", help="study name (default: from space, proxy and budgets)")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = sub.add_parser("studies", help="list the studies in a storage")
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("pareto", help="print the Pareto front of a study")
+    p.add_argument("study")
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    fmt = p.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--csv", action="store_true")
     return parser
+
+
+def _search_error() -> type:
+    from studies.search import SearchError
+    return SearchError
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -267,7 +402,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             return 2
         name = "space" if args.command == "space" else args.command
         return COMMANDS[name](args)
-    except (UsageError, ConfigError) as e:
+    except (UsageError, ConfigError, _search_error()) as e:
         print(f"nas: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,157 @@
+"""Workers for the search driver: long-lived Ray actors (the default), or this process.
+
+A trial's calls always go to the worker that holds its state (a training run lives there
+between epochs). Errors come back as one readable line, never as an exception: a failing
+candidate must not stop the search. A worker process that dies (e.g. killed for memory) is
+replaced.
+"""
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Any, Optional
+
+from studies.worker import CandidateWorker
+
+
+def _error_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[-1] if text else ''}"[:500]
+
+
+class WorkerPool:
+    def __init__(self, settings: Any):
+        self.s = settings
+        self.workers: list[Any] = []
+        self.owner: dict[int, int] = {}  # trial key -> worker index
+        self.busy: set[int] = set()
+
+    def _worker_args(self) -> tuple:
+        threads = max(1, (os.cpu_count() or 1) // max(1, self.s.workers))
+        latency_res = None  # each architecture's own design resolution
+        return (self.s.proxy, self.s.dataset, self.s.train, threads, latency_res)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # the interface the driver uses
+    def idle(self) -> bool:
+        return len(self.busy) + self._reserved() < len(self.workers)
+
+    def _reserved(self) -> int:
+        return len({w for k, w in self.owner.items() if w not in self.busy})
+
+    def _free_worker(self) -> int:
+        taken = self.busy | set(self.owner.values())
+        return next(i for i in range(len(self.workers)) if i not in taken)
+
+    def submit(self, key: int, method: str, *args: Any) -> None:
+        raise NotImplementedError
+
+    def next_result(self) -> tuple[int, Optional[dict], Optional[str]]:
+        raise NotImplementedError
+
+    def drop(self, key: int) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class LocalPool(WorkerPool):
+    """Evaluates in this process, one candidate at a time (``--workers 0``; tests)."""
+
+    def __init__(self, settings: Any):
+        super().__init__(settings)
+        self.workers = [CandidateWorker(*self._worker_args())]
+        self.results: deque = deque()
+
+    def submit(self, key: int, method: str, *args: Any) -> None:
+        self.owner[key] = 0
+        try:
+            self.results.append((key, getattr(self.workers[0], method)(*args), None))
+        except Exception as e:  # a failing candidate is a result, not a crash
+            self.results.append((key, None, _error_line(e)))
+        self.busy.add(0)
+
+    def next_result(self):
+        key, result, error = self.results.popleft()
+        self.busy.discard(0)
+        if error is not None or (result or {}).get("done", True):
+            self.owner.pop(key, None)
+        return key, result, error
+
+    def drop(self, key: int) -> None:
+        self.owner.pop(key, None)
+        self.workers[0].drop(key)
+
+
+class RayPool(WorkerPool):
+    """One Ray actor per worker, each loading the data set once and keeping it in memory."""
+
+    def __init__(self, settings: Any):
+        super().__init__(settings)
+        import ray
+
+        self.ray = ray
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+            kwargs = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
+                          configure_logging=True)
+            if settings.address:
+                ray.init(address=settings.address, **kwargs)
+            else:
+                ray.init(num_cpus=settings.workers, **kwargs)
+        self.actor_cls = ray.remote(num_cpus=1, max_restarts=0)(CandidateWorker)
+        self.workers = [self._spawn() for _ in range(settings.workers)]
+        ray.get([w.ping.remote() for w in self.workers])  # fail early if a worker cannot start
+        self.pending: dict[Any, tuple[int, int]] = {}  # object ref -> (key, worker index)
+
+    def _spawn(self):
+        return self.actor_cls.remote(*self._worker_args())
+
+    def submit(self, key: int, method: str, *args: Any) -> None:
+        index = self.owner.get(key)
+        if index is None:
+            index = self.owner[key] = self._free_worker()
+        ref = getattr(self.workers[index], method).remote(*args)
+        self.pending[ref] = (key, index)
+        self.busy.add(index)
+
+    def next_result(self):
+        ray = self.ray
+        [ref], _ = ray.wait(list(self.pending), num_returns=1)
+        key, index = self.pending.pop(ref)
+        self.busy.discard(index)
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayActorError as e:
+            self.workers[index] = self._spawn()  # the process died; its state is gone
+            self.owner.pop(key, None)
+            return key, None, f"worker died ({_error_line(e)}); out of memory?"
+        except Exception as e:
+            self.owner.pop(key, None)
+            return key, None, _error_line(e)
+        if result.get("done", True):
+            self.owner.pop(key, None)
+        return key, result, None
+
+    def drop(self, key: int) -> None:
+        index = self.owner.pop(key, None)
+        if index is not None:
+            self.workers[index].drop.remote(key)
+
+    def close(self) -> None:
+        for w in self.workers:
+            self.ray.kill(w)
+        self.workers = []
+        if not self.s.address:
+            self.ray.shutdown()
+
+
+def WorkerPoolFor(settings: Any) -> WorkerPool:
+    return LocalPool(settings) if settings.workers == 0 else RayPool(settings)

@@ -1,0 +1,118 @@
+"""Reading studies back: the Pareto front and trial tables as pandas DataFrames."""
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+from studies.search import SearchError, open_storage
+
+
+def load_study(name: str, storage_url: str):
+    import optuna
+
+    storage = open_storage(storage_url)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+    if name not in names:
+        listing = ", ".join(names) if names else "none yet"
+        raise SearchError(f"no study {name!r} in {storage_url} (studies: {listing})")
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def _feasible(study) -> list:
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("feasible")]
+
+
+def pareto_trials(study) -> list:
+    """Non-dominated feasible complete trials (duplicates of one architecture kept once)."""
+    signs = [1 if d.name == "MAXIMIZE" else -1 for d in study.directions]
+    trials, seen = [], set()
+    for t in _feasible(study):
+        if t.user_attrs.get("arch_id") in seen:
+            continue
+        seen.add(t.user_attrs.get("arch_id"))
+        trials.append(t)
+    keys = [[s * v for s, v in zip(signs, t.values)] for t in trials]  # larger is better for every key
+
+    def dominated(i: int) -> bool:
+        a = keys[i]
+        return any(all(b_ >= a_ for a_, b_ in zip(a, b)) and any(b_ > a_ for a_, b_ in zip(a, b))
+                   for j, b in enumerate(keys) if j != i)
+
+    return [t for i, t in enumerate(trials) if not dominated(i)]
+
+
+def trials_frame(study):
+    """One row per trial with its state, values and recorded attributes."""
+    import pandas as pd
+
+    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    front = {t.number for t in pareto_trials(study)}
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, "feasible": a.get("feasible"),
+                               "on_front": t.number in front, "arch_id": a.get("arch_id"), "layout": a.get("layout"),
+                               "widths": a.get("widths"), "depths": a.get("depths"), "params": a.get("params"),
+                               "macs": a.get("macs"), "latency_ms": a.get("latency_ms"), "preset": a.get("preset"),
+                               "reason": a.get("fail_reason") or a.get("infeasible_reason") or a.get("stop_reason"),
+                               "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+                               if t.datetime_complete and t.datetime_start else None}
+        for name, value in zip(names, t.values or []):
+            if name not in ("macs", "latency_ms"):
+                row[name] = value
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def front_frame(study):
+    frame = trials_frame(study)
+    if frame.empty:
+        return frame
+    metric = (study.metric_names or ["objective_0"])[0]
+    front = frame[frame["on_front"]].sort_values(metric, ascending=False)
+    return front[[c for c in ("trial", "arch_id", "layout", "widths", "depths", metric, "macs", "params",
+                              "latency_ms", "preset") if c in front.columns]].reset_index(drop=True)
+
+
+def studies_frame(storage_url: str):
+    import optuna
+    import pandas as pd
+
+    storage = open_storage(storage_url)
+    rows = []
+    for s in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=s.study_name, storage=storage)
+        feasible = _feasible(study)
+        metric = (study.metric_names or ["objective_0"])[0]
+        best = max((t.values[0] for t in feasible), default=None)
+        rows.append({"study": s.study_name, "space": study.user_attrs.get("space"), "trials": s.n_trials,
+                     "feasible": len(feasible), "front": len(pareto_trials(study)), "metric": metric, "best": best,
+                     "started": s.datetime_start.isoformat(timespec="seconds") if s.datetime_start else None})
+    return pd.DataFrame(rows)
+
+
+def arch_of(trial) -> Optional[str]:
+    return trial.user_attrs.get("arch")
+
+
+def format_front(frame, metric: str) -> str:
+    if frame.empty:
+        return "(no feasible trial yet)"
+    shown = frame.copy()
+    shown["macs"] = shown["macs"].map(lambda v: f"{v / 1e6:.0f}M")
+    shown["params"] = shown["params"].map(lambda v: f"{v / 1e6:.2f}M")
+    shown["widths"] = shown["widths"].map(lambda w: "/".join(map(str, w)) if isinstance(w, list) else w)
+    shown["depths"] = shown["depths"].map(lambda w: "/".join(map(str, w)) if isinstance(w, list) else w)
+    shown[metric] = shown[metric].map(lambda v: f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}")
+    if "latency_ms" in shown and shown["latency_ms"].notna().any():
+        shown["latency_ms"] = shown["latency_ms"].map(lambda v: "-" if v != v or v is None else f"{v:.2f}")
+    else:
+        shown = shown.drop(columns=["latency_ms"], errors="ignore")
+    shown["preset"] = shown["preset"].fillna("")
+    return shown.to_string(index=False)
+
+
+def to_json_rows(frame) -> str:
+    return json.dumps(json.loads(frame.to_json(orient="records")), indent=2)
