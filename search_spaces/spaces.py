@@ -2,9 +2,12 @@
 family's published architectures."""
 from __future__ import annotations
 
+import re
+from typing import Optional
+
 from nas.config import ConfigError
 from nas.domains import Choice, Fixed, IntRange, Same
-from search_spaces.base import Space
+from search_spaces.base import Space, _pattern, flatten
 
 SPACES: dict[str, Space] = {}
 
@@ -38,23 +41,201 @@ _add(Space(
     presets=_family(""),
 ))
 
+def family_space(name: str, description: str, presets: tuple[str, ...], searched: dict,
+                 layouts: tuple[str, ...] = (), blocks: Optional[dict] = None) -> Space:
+    """A sub-space around a family's published architectures.
+
+    ``searched`` gives the domains of the searched dimensions (labels or ``*`` patterns). Every
+    other dimension is derived from the presets: fixed where they all agree, a choice among
+    their values where they differ; widths that the presets always tie to the previous width
+    (a stride-1 stage without embedding, a stem's last conv) stay tied."""
+    from nas import get_arch
+
+    archs = [get_arch(n) for n in presets]
+    flats = [flatten(a) for a in archs]
+    patterns = [_pattern(p) for p in searched]
+    overrides: dict = {}
+    for label in sorted(set().union(*flats)):
+        values = [f[label] for f in flats if label in f]
+        tie = _tie(label, flats)
+        if tie:
+            overrides[label] = Same(tie)
+        elif label in searched or any(p.fullmatch(label) for p in patterns):
+            continue
+        elif len(values) == len(flats) and all(v == values[0] for v in values):
+            overrides[label] = Fixed(values[0])
+        elif not isinstance(values[0], tuple):
+            overrides[label] = Choice(*sorted(set(values), key=repr))
+    overrides.update(searched)
+    return _add(Space(name, description, overrides, presets, layouts, blocks or {}))
+
+
+def _tie(label: str, flats: list[dict]) -> Optional[str]:
+    """The earlier dimension this one always equals in the presets that have it, if any."""
+    having = [f for f in flats if label in f]
+    m = re.fullmatch(r"stages\.(\d+)\.width", label)
+    if m:
+        i = int(m.group(1))
+        prev = f"stages.{i - 1}.width" if i else "stem.width"
+        if all(f[label] == f.get(prev) and f[f"stages.{i}.stride"] == 1 and f[f"stages.{i}.embed.type"] == "none"
+               for f in having):
+            return prev
+    m = re.fullmatch(r"stem\.([a-z_]+)\.widths\.(\d+)", label)
+    if m and all(f[label] == f["stem.width"] and f[f"stem.{m.group(1)}.widths.len"] == int(m.group(2)) + 1
+                 and not f.get(f"stem.{m.group(1)}.project") for f in having):
+        return "stem.width"
+    m = re.fullmatch(r"(stem\.[a-z_]+)\.([a-z_]+)\.len", label)
+    if m and m.group(2) != "widths" and all(f[label] == f.get(f"{m.group(1)}.widths.len") for f in having):
+        return f"{m.group(1)}.widths.len"  # parallel per-conv tuples have one length
+    return None
+
+
+# Widths a search may pick: a near-geometric grid (the published widths are added per family).
+NICE_WIDTHS = (8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
+               1280, 1536, 2048)
+
+
+def _widths(presets: tuple[str, ...], low: int, high: int, multiple: int = 1, stages: Optional[tuple] = None) -> Choice:
+    """Choice of widths in [low, high] that are multiples of ``multiple``, with the presets' own widths."""
+    from nas import get_arch
+
+    own = {st.width for n in presets for i, st in enumerate(get_arch(n).stages) if stages is None or i in stages}
+    grid = {w for w in NICE_WIDTHS if low <= w <= high and w % multiple == 0}
+    return Choice(*sorted(grid | own))
+
+
+# The CoAtNet MBConv style, shared by its stages and the optional convolutional embedding.
+_COATNET_MBCONV = {"expand_from": "out", "kernel_size": 3, "se_ratio": 0.25, "se_from": "out", "se_act": "silu",
+                   "act": "gelu", "norm_style": "pre", "stride_on": "dw", "shortcut": "pool_proj", "hidden_divisor": 8}
+# per-stage ranges around the published models (each stage about twice as wide as the one before)
+_COATNET_SEARCH = {
+    "stem.width": IntRange(16, 192, 16),
+    "stages.0.depth": IntRange(1, 3), "stages.1.depth": IntRange(1, 6),
+    "stages.2.depth": IntRange(1, 14), "stages.3.depth": IntRange(1, 3),
+    **{f"stages.{i}.width": _widths(_family("coatnet_"), 16 << i, 192 << i, 32 if i else 16, (i,)) for i in range(4)},
+    "stages.*.mbconv.expand_ratio": Choice(2.0, 3.0, 4.0, 6.0),
+    "stages.*.rel_attention.head_dim": Choice(16, 32),  # widths of T stages are multiples of 32
+    "stages.*.rel_attention.mlp_ratio": Choice(2.0, 3.0, 4.0),
+    "stages.*.embed.type": Choice("none", "mbconv"),
+    "stages.*.embed.mbconv.depth": IntRange(1, 3),
+    "stages.*.embed.mbconv.expand_ratio": Choice(2.0, 4.0),
+    **{f"stages.*.embed.mbconv.{k}": Fixed(v) for k, v in _COATNET_MBCONV.items()},
+    **{f"stages.*.mbconv.{k}": Fixed(v) for k, v in _COATNET_MBCONV.items()},
+}
+
+family_space(
+    "coatnet_ctt",
+    "CoAtNet's C-C-T-T layout: two-conv stem, MBConv stages with SE, relative-attention stages; searches the "
+    "stem width, stage depths and widths, MBConv expansion, head size, MLP ratio and an optional convolutional "
+    "embedding (CE) of depth 1-3 in front of each stage.",
+    _family("coatnet_"), _COATNET_SEARCH)
+
+family_space(
+    "coatnet",
+    "CoAtNet with the stage layout as a dimension (C-C-C-T, C-C-T-T, C-T-T-T), plus everything coatnet_ctt searches.",
+    _family("coatnet_"), {**_COATNET_SEARCH, "stages.*.rel_attention.pool": Fixed("avg")},
+    layouts=("C-C-C-T", "C-C-T-T", "C-T-T-T"), blocks={"C": "mbconv", "T": "rel_attention"})
+
+family_space(
+    "mobilevit",
+    "MobileViT v1: MV2 stages then MobileViT blocks behind MV2 down-sampling; searches depths (transformer layers), "
+    "widths, transformer dims, MV2 expansion, patch size and the head width.",
+    _family("mobilevit_"), {
+        "stages.*.depth": IntRange(1, 6), "stages.*.width": _widths(_family("mobilevit_"), 16, 320, 8),
+        "stages.*.mobilevit.dim": IntRange(32, 320, 8), "stages.*.mobilevit.patch_size": Choice(2, 4),
+        "stages.*.mobilevit.mlp_ratio": Choice(2.0, 3.0, 4.0),
+        "stages.*.mbconv.expand_ratio": Choice(2.0, 4.0), "stages.*.embed.mbconv.expand_ratio": Choice(2.0, 4.0),
+        "head.conv_pool.width": IntRange(128, 1024, 64)})
+
 _add(Space(
     "metaformer",
-    "MetaFormer/PoolFormer family: 4 stages behind a 7x7/4 patch stem, 3x3/2 conv embeddings, "
-    "pooling token mixers with channel MLPs.",
+    "MetaFormer (PoolFormer family): 4 stages behind a 7x7/4 patch stem, 3x3/2 conv embeddings; the token mixer "
+    "of each stage is pooling (Pool), sparse MLP (MLP) or attention (T), each followed by a channel MLP.",
     overrides={
         "resolution": Fixed(224), "num_stages": Fixed(4), "global_tokens.num": Fixed(0),
         "stem.type": Fixed("patch"), "stem.patch.patch_size": Fixed(4), "stem.patch.kernel_size": Fixed(7),
         "stem.patch.norm": Fixed("none"), "stem.patch.bias": Fixed(True),
-        "stages.*.block": Choice("pool_mixer"),
+        "stages.*.block": Choice("pool_mixer", "smlp", "vit"),
+        "stages.*.vit.pos_embed": Fixed(False), "stages.*.vit.num_heads": Choice(1, 2, 4, 8),
         "stages.0.stride": Fixed(1), "stages.0.embed.type": Fixed("none"), "stages.0.width": Same("stem.width"),
         "stages.*.stride": Fixed(2), "stages.*.embed.type": Fixed("conv"),
         "stages.*.embed.conv.kernel_size": Fixed(3), "stages.*.embed.conv.norm": Fixed("none"),
         "stages.*.embed.conv.bias": Fixed(True),
-        "stages.*.depth": IntRange(1, 24), "stages.*.width": IntRange(32, 1024, 32),
-        "stem.width": IntRange(32, 256, 32),
+        "stages.*.depth": IntRange(1, 24), "stages.*.width": _widths(_family("poolformer_"), 32, 1024, 32),
+        "stem.width": Choice(32, 48, 64, 96, 128),
         "head.type": Fixed("pool"), "head.pool.norm": Fixed("gn"), "head.pool.pool": Fixed("mean"),
         "head.pool.distillation": Fixed(False),
     },
     presets=_family("poolformer_"),
 ))
+
+
+family_space(
+    "efficientformer",
+    "EfficientFormer: MB4D (pool) stages then MB3D (attention) blocks at the end; searches depths, widths, "
+    "MLP ratios and the number of MB3D blocks.",
+    _family("efficientformer_"), {
+        "stem.width": IntRange(32, 128, 16), "stages.*.depth": IntRange(1, 18), "stages.*.width": _widths(_family("efficientformer_"), 32, 768, 32),
+        "stages.*.mb4d.mlp_ratio": Choice(2.0, 3.0, 4.0), "stages.*.mb3d.mlp_ratio": Choice(2.0, 3.0, 4.0)})
+
+family_space(
+    "efficientvit",
+    "EfficientViT (MIT): DSConv + MBConv stages, then multi-scale ReLU linear attention stages; searches depths, "
+    "widths, expansion, attention head size and the aggregation kernels.",
+    _family("efficientvit_"), {
+        "stem.width": IntRange(8, 64, 8), "stages.*.depth": IntRange(1, 10), "stages.*.width": _widths(_family("efficientvit_"), 8, 256, 8, (0, 1, 2)),
+        "stages.3.width": _widths(_family("efficientvit_"), 32, 512, 32, (3,)),
+        "stages.4.width": _widths(_family("efficientvit_"), 32, 768, 32, (4,)),
+        "stages.*.mbconv.expand_ratio": Choice(1.0, 2.0, 4.0, 6.0), "stages.0.mbconv.expand_ratio": Fixed(1.0),
+        "stages.*.lite_mla.head_dim": Choice(16, 32), "stages.*.lite_mla.expand_ratio": Choice(2.0, 4.0, 6.0)})
+
+family_space(
+    "lightvit",
+    "LightViT: conv stem, three stages of local-window + global-token attention with the dual-dimension "
+    "attention FFN; searches widths, depths, MLP ratios and the number of global tokens.",
+    _family("lightvit_"), {
+        "stem.width": IntRange(32, 256, 32), "stages.*.depth": IntRange(1, 10), "stages.*.width": _widths(_family("lightvit_"), 32, 768, 32),
+        "stages.*.lightvit.mlp_ratio": Choice(2.0, 4.0, 6.0, 8.0), "global_tokens.num": IntRange(4, 32, 4)})
+
+family_space(
+    "smlpnet",
+    "sMLPNet: patch stem, four stages of depthwise conv + axial sparse MLP token mixing; searches depths, "
+    "widths and the channel-MLP ratio.",
+    _family("smlpnet_"), {
+        "stem.width": IntRange(32, 256, 16), "stages.*.depth": IntRange(1, 24), "stages.*.width": _widths(_family("smlpnet_"), 32, 1024, 16),
+        "stages.*.smlp.mlp_ratio": Choice(2.0, 3.0, 4.0)})
+
+family_space(
+    "mobileformer",
+    "Mobile-Former: a MobileNet branch and a few global tokens joined by two-way bridges; searches depths, widths, "
+    "expansion ratios and the number of tokens, around the seven published variants.",
+    _family("mobileformer_"), {
+        "stages.*.depth": IntRange(1, 4), "stages.*.width": _widths(_family("mobileformer_"), 8, 256, 4), "global_tokens.num": IntRange(2, 8),
+        "stages.*.mobile_former.expand_ratio": Choice(2.0, 3.0, 4.0, 6.0)})
+
+family_space(
+    "cetnet",
+    "CETNet: Fused-MBConv stem, convolutional embeddings (CE) of MBConvs between stages, LEWin attention "
+    "stages; searches depths, widths, CE depth and expansion, heads and MLP ratios.",
+    _family("cetnet_"), {
+        "stages.*.depth": IntRange(1, 26), "stages.*.width": _widths(_family("cetnet_"), 32, 768, 32),
+        "stages.*.embed.mbconv.depth": IntRange(1, 7), "stages.*.embed.mbconv.expand_ratio": Choice(2.0, 4.0),
+        "stages.*.lewin.mlp_ratio": Choice(2.0, 3.0, 4.0)})
+
+family_space(
+    "early_conv_vit",
+    "Plain ViT with a patchify stem (ViT_P) or an early-convolution stem (ViT_C); searches the stem, width, depth, "
+    "heads and MLP ratio.",
+    _family("vit_c_") + _family("vit_p_"), {
+        "stem.width": Choice(192, 256, 384, 512, 768, 1024), "stages.0.depth": IntRange(4, 16),
+        "stages.0.vit.num_heads": Choice(2, 4, 3, 6, 8, 12, 16), "stages.0.vit.mlp_ratio": Choice(2.0, 3.0, 4.0)})
+
+family_space(
+    "swin",
+    "Swin: patch stem, shifted-window attention stages joined by patch merging; the mixer of each stage is "
+    "Swin's window attention or ViT-LSLA's light self-limited attention.",
+    _family("swin_") + ("vit_lsla",), {
+        "stages.*.block": Choice("window_attention", "lsla"),
+        "stem.width": IntRange(32, 256, 32), "stages.*.depth": IntRange(1, 18),
+        "stages.*.width": _widths(_family("swin_"), 32, 1024, 32),
+        "stages.*.window_attention.mlp_ratio": Choice(2.0, 3.0, 4.0), "stages.*.lsla.mlp_ratio": Choice(2.0, 3.0, 4.0)})

@@ -159,7 +159,10 @@ def build_conv_embed(geo: Geometry, p: ConvEmbedParams) -> nn.Module:
 
 @dataclass(frozen=True)
 class PatchMergingParams(Params):
-    pass
+    def check(self, geo: Geometry) -> Optional[str]:
+        if geo.stride != 2:
+            return f"patch merging halves the resolution; the stage stride must be 2, got {geo.stride}"
+        return None
 
 
 def _patch_merging_cost(geo: Geometry, p: PatchMergingParams) -> Cost:
@@ -187,8 +190,6 @@ class PatchMerging(nn.Module):
 @register("embed", "patch_merging", PatchMergingParams, count=_patch_merging_cost)
 def build_patch_merging(geo: Geometry, p: PatchMergingParams) -> nn.Module:
     """Swin's patch merging: concatenate 2x2 neighbours, LayerNorm(4C), Linear(4C -> C') without bias."""
-    if geo.stride != 2:
-        raise ValueError("patch merging halves the resolution; the stage stride must be 2")
     return PatchMerging(geo.in_channels, geo.out_channels)
 
 
@@ -204,6 +205,9 @@ class PoolHeadParams(Params):
     def check(self, geo: Geometry) -> Optional[str]:
         if self.pool == "token" and geo.tokens is None:
             return "pool='token' needs global tokens (set global_tokens.num >= 1)"
+        if self.pool == "token" and geo.tokens.dim != geo.in_channels:
+            return (f"pool='token' needs global tokens as wide as the last stage ({geo.in_channels}), "
+                    f"got {geo.tokens.dim}")
         return None
 
 
