@@ -153,5 +153,5 @@ class RayPool(WorkerPool):
             self.ray.shutdown()
 
 
-def WorkerPoolFor(settings: Any) -> WorkerPool:
+def make_pool(settings: Any) -> WorkerPool:
     return LocalPool(settings) if settings.workers == 0 else RayPool(settings)

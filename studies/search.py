@@ -372,9 +372,9 @@ class Search:
 
     # ------------------------------------------------------------------ worker pool
     def _run_pool(self, study) -> None:
-        from studies.pool import WorkerPoolFor
+        from studies.pool import make_pool
 
-        with WorkerPoolFor(self.s) as pool:
+        with make_pool(self.s) as pool:
             self._drive(study, pool)
 
     def _drive(self, study, pool) -> None:
@@ -391,6 +391,15 @@ class Search:
                 pool.submit(trial.number, "epoch", trial.number, state["json"])
             else:
                 pool.submit(trial.number, "score", state["json"])
+
+        def drop(key: int, state, **attrs: Any) -> None:
+            """End a running trial that will not complete (failed, or stopped early)."""
+            trial = running.pop(key)["trial"]
+            for k, v in attrs.items():
+                trial.set_user_attr(k, v)
+            study.tell(trial, state=state)
+            pool.drop(key)
+            self.on_progress(self.progress)
 
         while True:
             out_of_time = time.monotonic() >= deadline
@@ -410,12 +419,8 @@ class Search:
             state = running[key]
             trial = state["trial"]
             if error is not None:
-                trial.set_user_attr("fail_reason", error)
-                study.tell(trial, state=TrialState.FAIL)
                 self.progress.failed += 1
-                running.pop(key)
-                pool.drop(key)
-                self.on_progress(self.progress)
+                drop(key, TrialState.FAIL, fail_reason=error)
                 continue
             cost = state["cost"]
             if state["stage"] == "latency":
@@ -441,13 +446,8 @@ class Search:
                 if (self.s.early_stop and len(peers) >= 4 and result["accuracy"] < statistics.median(peers)) \
                         or time.monotonic() >= deadline:
                     why = "below the median of its peers" if time.monotonic() < deadline else "the time limit came"
-                    trial.set_user_attr("stopped_at_epoch", epoch)
-                    trial.set_user_attr("stop_reason", why)
-                    study.tell(trial, state=TrialState.PRUNED)
                     self.progress.stopped += 1
-                    running.pop(key)
-                    pool.drop(key)
-                    self.on_progress(self.progress)
+                    drop(key, TrialState.PRUNED, stopped_at_epoch=epoch, stop_reason=why)
                     continue
                 submit(state)
                 continue

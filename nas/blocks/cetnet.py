@@ -10,6 +10,8 @@ ECCV 2022). No official code exists; this follows the paper's description:
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -169,10 +171,7 @@ class FusedMBConvStemParams(Params):
 
     @property
     def stride(self) -> int:
-        total = 1
-        for s in self.strides:
-            total *= s
-        return total
+        return math.prod(self.strides)
 
     def check(self, geo: Geometry) -> Optional[str]:
         if not len(self.widths) == len(self.strides) == len(self.expand_ratios):

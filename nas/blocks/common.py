@@ -1,6 +1,8 @@
 """Stems, embeddings and heads shared by several families."""
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Optional
 
@@ -81,10 +83,7 @@ class ConvStackStemParams(Params):
 
     @property
     def stride(self) -> int:
-        total = 1
-        for s in self.strides:
-            total *= s
-        return total
+        return math.prod(self.strides)
 
     def check(self, geo: Geometry) -> Optional[str]:
         if len(self.widths) != len(self.strides):

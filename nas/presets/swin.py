@@ -21,9 +21,9 @@ def swin(dim: int, depths: tuple) -> ArchConfig:
 
 
 for name, dim, depths, ref, pub in [
-    ("t", 96, (2, 2, 6, 2), (28.288, 4.509), (28.288, 4.509, 81.2)),
-    ("s", 96, (2, 2, 18, 2), (49.606, 8.769), (49.606, 8.769, 83.2)),
-    ("b", 128, (2, 2, 18, 2), (87.768, 15.468), (87.768, 15.468, 83.5)),
+    ("t", 96, (2, 2, 6, 2), (28.288, 4.509), (28.0, 4.5, 81.2)),
+    ("s", 96, (2, 2, 18, 2), (49.606, 8.769), (50.0, 8.7, 83.2)),
+    ("b", 128, (2, 2, 18, 2), (87.768, 15.468), (88.0, 15.4, 83.5)),
 ]:
     add(Preset(f"swin_{name}", "swin", swin(dim, depths), *ref, *pub, SOURCE,
                deviation="maps that are not a multiple of the window are padded (as the official detection code)"))
