@@ -261,8 +261,12 @@ def cmd_search(args: argparse.Namespace) -> int:
           f"{search.progress.failed} failed, {search.progress.invalid} invalid samples):\n")
     print(format_front(front, metric))
     storage = "" if settings.storage == SearchSettings(space="").storage else f" --storage {settings.storage}"
-    print(f"\nnext:\n  nas dashboard {search.name}{storage} -o {search.name}.html\n"
-          f"  nas export {search.name}{storage} -o exported/{search.name}")
+    nexts = [f"nas pareto {search.name}{storage} --csv"]
+    if "dashboard" in COMMANDS:
+        nexts.append(f"nas dashboard {search.name}{storage} -o {search.name}.html")
+    if "export" in COMMANDS:
+        nexts.append(f"nas export {search.name}{storage} -o exported/{search.name}")
+    print("\nnext:\n" + "\n".join(f"  {n}" for n in nexts))
     return 0
 
 
@@ -292,6 +296,50 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         print(front.to_csv(index=False), end="")
     else:
         print(format_front(front, (study.metric_names or ["objective_0"])[0]))
+    return 0
+
+
+@command("dashboard")
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from studies.dashboard import write_dashboard
+    from studies.results import load_study
+
+    study = load_study(args.study, args.storage)
+    compare = load_study(args.compare, args.storage) if args.compare else None
+    output = Path(args.output or f"{args.study}.html")
+    try:
+        path = write_dashboard(study, output, compare)
+    except OSError as e:
+        raise UsageError(f"cannot write {output}: {e.strerror or e}") from None
+    size = path.stat().st_size / 1e6
+    print(f"wrote {path} ({size:.1f} MB, self-contained: open it in any browser, no network needed)")
+    return 0
+
+
+@command("export")
+def cmd_export(args: argparse.Namespace) -> int:
+    from studies.export import export_trial
+    from studies.results import load_study
+
+    study = load_study(args.study, args.storage)
+    output = Path(args.output or f"exported/{args.study}")
+    if not args.json and sys.stderr.isatty():
+        print(f"export: building and tracing the chosen trial of {args.study!r}...", file=sys.stderr)
+    try:
+        report = export_trial(study, output, args.trial, args.front_rank, args.num_classes, args.resolution, args.seed)
+    except OSError as e:
+        raise UsageError(f"cannot write to {output}: {e.strerror or e}") from None
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return 0
+    fallback = f" (torch.export failed: {report.torch_fallback_reason})" if report.torch_fallback_reason else ""
+    print(f"exported trial {report.trial} of {report.study} ({report.layout}, arch id {report.arch_id}) to {output}/\n"
+          f"  {', '.join(report.files)}\n"
+          f"  {report.num_classes} classes, input {report.resolution}x{report.resolution}, "
+          f"{report.params / 1e6:.3f} M params, {report.macs / 1e6:.1f} M MACs\n"
+          f"  torch program: {report.torch_format}{fallback}\n"
+          f"  ONNX Runtime vs PyTorch: max abs difference {report.onnx_max_abs_diff:.2g}\n"
+          "  the weights are freshly initialised: train the config (arch.json) for real; see MODEL_CARD.md")
     return 0
 
 
@@ -385,6 +433,36 @@ def build_parser() -> argparse.ArgumentParser:
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--csv", action="store_true")
+
+    p = sub.add_parser("dashboard", help="write a study's dashboard: one self-contained HTML file",
+                       description="Pareto fronts (accuracy vs MACs, latency, params) with the published "
+                                   "architectures, hypervolume over trials, accuracy EDFs per layout and per searched "
+                                   "dimension, parameter importances and a sortable trial table, in one HTML file "
+                                   "with plotly.js inlined (works offline).")
+    p.add_argument("study")
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    p.add_argument("--compare", metavar="STUDY", help="a second study of the same objective in the same storage "
+                   "(e.g. the same search run with --sampler random) to compare hypervolume, fronts and EDFs with")
+    p.add_argument("-o", "--output", metavar="FILE.html", help="output file (default: STUDY.html)")
+
+    p = sub.add_parser("export", help="export a trial as arch.json, a torch program, ONNX and a model card",
+                       description="Writes arch.json (nas.load_config), model.pt2 (torch.export; model.ts, "
+                                   "TorchScript, when torch.export fails), model.onnx (checked, compared with "
+                                   "PyTorch in ONNX Runtime) and MODEL_CARD.md. The weights are freshly initialised: "
+                                   "the search trains only a proxy. Default: the best trial on the Pareto front.")
+    p.add_argument("study")
+    p.add_argument("--storage", default=DEFAULT_STORAGE)
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, metavar="N", help="the trial number to export")
+    which.add_argument("--front-rank", type=_positive(int), metavar="K",
+                       help="the K-th best trial on the Pareto front by the first metric (1 = the best)")
+    p.add_argument("--num-classes", type=_positive(int), default=None,
+                   help="classifier outputs (default: the classes of the dataset the search used)")
+    p.add_argument("--resolution", type=_positive(int), default=None,
+                   help="input size of the exported programs (default: the config's design resolution)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the fresh initialisation")
+    p.add_argument("-o", "--output", metavar="DIR", help="output directory (default: exported/STUDY)")
+    p.add_argument("--json", action="store_true", help="print the export report as JSON")
     return parser
 
 

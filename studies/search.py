@@ -105,12 +105,26 @@ def open_storage(url: str):
                           "postgresql://user:pass@host/db)") from None
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine_kwargs = {"pool_pre_ping": True} if parsed.get_backend_name() != "sqlite" else {}
+    sqlite = parsed.get_backend_name() == "sqlite"
+    engine_kwargs = {} if sqlite else {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise SearchError(f"cannot open storage {url!r}: {first}") from None
+    if sqlite:
+        # Every suggest and tell is its own commit. In WAL mode with synchronous=NORMAL a commit
+        # needs no fsync, yet a killed process loses nothing that was committed.
+        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+        storage.engine.dispose()
+    return storage
+
+
+def _sqlite_pragmas(connection, _record) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
 
 
 def make_sampler(name: str, seed: int, trials: int):
@@ -118,7 +132,10 @@ def make_sampler(name: str, seed: int, trials: int):
     import optuna
 
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=max(4, min(10, trials // 3)))
+        # group: conditional dimensions (per-block parameters) are modelled jointly, not one by one;
+        # constant_liar: trials still running on other workers are not proposed again
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+                                          n_startup_trials=max(4, min(10, trials // 3)))
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
     if name == "random":

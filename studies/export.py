@@ -1,0 +1,367 @@
+"""`nas export`: one trial of a study as files that run without nas.
+
+    >>> from studies.export import export_trial
+    >>> report = export_trial(study, "exported/best")            # doctest: +SKIP
+    >>> report.files                                               # doctest: +SKIP
+    ['arch.json', 'model.pt2', 'model.onnx', 'MODEL_CARD.md']
+
+The directory holds:
+
+- ``arch.json``: the config (``nas.load_config`` / ``nas.build_model`` read it);
+- ``model.pt2``: a ``torch.export`` program (``torch.export.load(path).module()``), or
+  ``model.ts``, TorchScript (``torch.jit.load``), when ``torch.export`` cannot trace a block;
+- ``model.onnx``: opset 17, input ``image`` (N, 3, R, R), output ``logits`` (N, classes), dynamic N;
+  checked with ``onnx.checker`` and run in ONNX Runtime against PyTorch on the same input;
+- ``MODEL_CARD.md``: what was recorded in the search and what the files are.
+
+The weights are freshly initialised: a search trains only a short proxy, so the exported config
+must be trained for real. Before anything is written, the config's analytic params and MACs
+(design resolution, 1000 classes) must equal what the study recorded for the trial.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from studies.search import SearchError
+
+ONNX_TOLERANCE = 1e-4  # max abs difference of the logits, ONNX Runtime vs PyTorch
+ONNX_OPSET = 17
+
+
+class ExportError(SearchError):
+    """A trial cannot be exported; the message says why (exit code 2 on the command line)."""
+
+
+@dataclass
+class ExportReport:
+    directory: str
+    study: str
+    trial: int
+    arch_id: str
+    layout: str
+    num_classes: int
+    resolution: int
+    torch_format: str  # "torch.export" or "torchscript"
+    torch_fallback_reason: Optional[str]
+    torch_max_abs_diff: float  # the saved program reloaded vs the eager model
+    onnx_max_abs_diff: float  # ONNX Runtime vs the eager model
+    params: int  # of the exported model (num_classes outputs)
+    macs: int  # of the exported model at ``resolution``
+    files: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------- choosing the trial
+def select_trial(study, trial: Optional[int] = None, front_rank: Optional[int] = None):
+    """The trial numbered ``trial``; else the ``front_rank``-th best (1-based) by the first metric on
+    the study's Pareto front; else the front's best."""
+    from studies.results import front_frame, pareto_trials
+
+    if trial is not None and front_rank is not None:
+        raise ExportError("give either a trial number or a front rank, not both")
+    if trial is not None:
+        trials = study.get_trials(deepcopy=False)
+        found = next((t for t in trials if t.number == trial), None)
+        if found is None:
+            last = max((t.number for t in trials), default=None)
+            span = f"trials are numbered 0-{last}" if last is not None else "it has no trials"
+            raise ExportError(f"study {study.study_name!r} has no trial {trial} ({span})")
+        if "arch" not in found.user_attrs:
+            why = found.user_attrs.get("fail_reason", "no architecture was recorded")
+            raise ExportError(f"trial {trial} of study {study.study_name!r} has no architecture to export ({why})")
+        return found
+    front = front_frame(study) if pareto_trials(study) else None
+    if front is None or front.empty:
+        raise ExportError(f"study {study.study_name!r} has no feasible evaluated trial yet, so no Pareto front; "
+                          "pass --trial N to export another trial")
+    rank = front_rank or 1
+    if not 1 <= rank <= len(front):
+        raise ExportError(f"front rank {rank} is out of range: the Pareto front of {study.study_name!r} has "
+                          f"{len(front)} trial(s) (ranks 1-{len(front)}, by {study.metric_names[0]})")
+    number = int(front.iloc[rank - 1]["trial"])
+    return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+
+
+def dataset_num_classes(spec: str) -> int:
+    """Classes of a dataset spec as the search reads it, without loading any image."""
+    from evaluators.data import FASHION_MNIST_CLASSES
+
+    kind, _, path = spec.partition(":")
+    kind = kind.lower()
+    if kind in ("fashion-mnist", "fashion_mnist", "fmnist"):
+        return len(FASHION_MNIST_CLASSES)
+    if kind == "cifar10":
+        return 10
+    if kind == "folder" and path:
+        root = Path(path)
+        base = root / "train" if (root / "train").is_dir() and any((root / d).is_dir() for d in ("val", "test")) \
+            else root
+        if base.is_dir():
+            count = sum(1 for d in base.iterdir() if d.is_dir())
+            if count >= 2:
+                return count
+    raise ExportError(f"cannot tell how many classes the dataset {spec!r} of this study has; pass --num-classes")
+
+
+def network_stride(arch) -> int:
+    from nas.registry import lookup
+
+    stride = lookup("stem", arch.stem.type).stride(arch.stem.params)
+    for stage in arch.stages:
+        stride *= stage.stride
+    return stride
+
+
+def check_recorded_cost(arch, attrs: dict) -> None:
+    """The config must reproduce the trial's recorded id, params and MACs (design resolution,
+    1000 classes), or the study and this code disagree about what the architecture is."""
+    import nas
+
+    if attrs.get("arch_id") not in (None, arch.arch_id):
+        raise ExportError(f"the recorded config hashes to {arch.arch_id}, but the trial recorded arch id "
+                          f"{attrs['arch_id']}: the config format has changed since the search")
+    cost = nas.analytic_cost(arch)
+    wrong = [f"{what} {now:,} != recorded {attrs[what]:,}" for what, now in (("params", cost.params),
+             ("macs", cost.macs)) if what in attrs and attrs[what] != now]
+    if wrong:
+        raise ExportError("the rebuilt architecture does not match the study: " + "; ".join(wrong)
+                          + " (counted at the design resolution with 1000 classes); the blocks' code has changed "
+                          "since the search")
+
+
+# ---------------------------------------------------------------------------- the artifacts
+def save_torch_program(model, x, directory: Path) -> tuple[str, str, Optional[str], float]:
+    """``model.pt2`` by torch.export (dynamic batch), else ``model.ts`` by TorchScript tracing.
+
+    Returns (file name, format, why the fallback was needed or None, max abs diff of the reloaded
+    program vs the model on ``x``)."""
+    import torch
+
+    with torch.no_grad():
+        expected = model(x)
+    try:
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        program = torch.export.export(model, (x,), dynamic_shapes=({0: batch},))
+        path = directory / "model.pt2"
+        torch.export.save(program, str(path))
+        with torch.no_grad():
+            got = torch.export.load(str(path)).module()(x)
+        return path.name, "torch.export", None, float((got - expected).abs().max())
+    except Exception as e:  # noqa: BLE001 - any tracing failure means: fall back, and say why
+        reason = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"[:300]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, (x,), check_trace=False)
+        path = directory / "model.ts"
+        torch.jit.save(traced, str(path))
+        with torch.no_grad():
+            got = torch.jit.load(str(path))(x)
+    return path.name, "torchscript", reason, float((got - expected).abs().max())
+
+
+def save_onnx(model, x, directory: Path) -> tuple[str, float]:
+    """``model.onnx`` checked by onnx.checker; returns (file name, max abs diff ONNX Runtime vs PyTorch)."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from evaluators.latency import export_onnx
+
+    path = directory / "model.onnx"
+    export_onnx(model, x, str(path))
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"the ONNX file fails onnx.checker: {str(e).splitlines()[0]}") from None
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    with torch.no_grad():
+        expected = model(x).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    if got.shape != expected.shape:
+        raise ExportError(f"ONNX Runtime returned shape {got.shape}, PyTorch {expected.shape}")
+    return path.name, float(abs(got - expected).max())
+
+
+def export_model(arch, directory: str | Path, num_classes: int, resolution: Optional[int] = None, seed: int = 0,
+                 batch: int = 2) -> dict:
+    """Build ``arch`` (seeded, freshly initialised) and write arch.json, the torch program and
+    model.onnx into ``directory``; returns what was written and measured. ONNX Runtime must agree
+    with PyTorch within ``ONNX_TOLERANCE`` on a random input, or ExportError."""
+    import torch
+
+    import nas
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    resolution = resolution or arch.resolution
+    torch.manual_seed(seed)
+    model = nas.build_model(arch, num_classes).eval()
+    x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    nas.save_config(arch, directory / "arch.json")
+    torch_file, torch_format, fallback, torch_diff = save_torch_program(model, x, directory)
+    onnx_file, onnx_diff = save_onnx(model, x, directory)
+    if not onnx_diff <= ONNX_TOLERANCE:
+        raise ExportError(f"ONNX Runtime and PyTorch disagree by {onnx_diff:.3g} (max abs logit difference, "
+                          f"tolerance {ONNX_TOLERANCE:g}); the ONNX file is left in {directory} for inspection")
+    cost = nas.analytic_cost(arch, resolution, num_classes)
+    params = sum(p.numel() for p in model.parameters())
+    if params != cost.params:
+        raise ExportError(f"the built model has {params:,} parameters but the config counts {cost.params:,}")
+    return {"files": ["arch.json", torch_file, onnx_file], "torch_format": torch_format, "torch_fallback": fallback,
+            "torch_max_abs_diff": torch_diff, "onnx_max_abs_diff": onnx_diff, "params": params, "macs": cost.macs,
+            "resolution": resolution, "num_classes": num_classes}
+
+
+# ---------------------------------------------------------------------------- the whole export
+def export_trial(study, directory: str | Path, trial: Optional[int] = None, front_rank: Optional[int] = None,
+                 num_classes: Optional[int] = None, resolution: Optional[int] = None, seed: int = 0) -> ExportReport:
+    """Export one trial of ``study`` (see ``select_trial``) into ``directory``."""
+    import nas
+
+    chosen = select_trial(study, trial, front_rank)
+    attrs = chosen.user_attrs
+    try:
+        arch = nas.ArchConfig.from_json(attrs["arch"])
+    except nas.ConfigError as e:
+        raise ExportError(f"trial {chosen.number} records a config this version cannot read: {e}") from None
+    check_recorded_cost(arch, attrs)
+    settings = study.user_attrs.get("settings") or {}
+    if num_classes is None:
+        num_classes = dataset_num_classes(settings.get("dataset") or "fashion-mnist")
+    if num_classes < 1:
+        raise ExportError(f"--num-classes must be >= 1, got {num_classes}")
+    stride = network_stride(arch)
+    if resolution is not None and (resolution < 1 or resolution % stride):
+        raise ExportError(f"cannot export at resolution {resolution}: it must be a multiple of the network's "
+                          f"stride {stride} (the design resolution is {arch.resolution})")
+    directory = Path(directory)
+    written = export_model(arch, directory, num_classes, resolution, seed)
+    report = ExportReport(
+        directory=str(directory), study=study.study_name, trial=chosen.number, arch_id=arch.arch_id,
+        layout=arch.layout, num_classes=num_classes, resolution=written["resolution"],
+        torch_format=written["torch_format"], torch_fallback_reason=written["torch_fallback"],
+        torch_max_abs_diff=written["torch_max_abs_diff"], onnx_max_abs_diff=written["onnx_max_abs_diff"],
+        params=written["params"], macs=written["macs"], files=written["files"] + ["MODEL_CARD.md"])
+    (directory / "MODEL_CARD.md").write_text(model_card(study, chosen, arch, report, seed))
+    return report
+
+
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+    import torch
+
+    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+            "python": platform.python_version()}
+
+
+def model_card(study, trial, arch, report: ExportReport, seed: int) -> str:
+    """The card, Markdown: recorded numbers first, then the files and how to load them."""
+    from studies.results import pareto_trials
+
+    a = trial.user_attrs
+    settings = study.user_attrs.get("settings") or {}
+    metric = (study.metric_names or ["objective_0"])[0]
+    value = trial.values[0] if trial.values and a.get("feasible") else None
+    train = settings.get("train") or {}
+    if metric == "accuracy":
+        how = (f"validation accuracy after {train.get('epochs')} epoch(s) of proxy training at "
+               f"{train.get('resolution')} px on {train.get('train_size')} images of {settings.get('dataset')} "
+               f"(validated on {train.get('val_size')})")
+    else:
+        how = f"zero-cost proxy score `{metric.removeprefix('proxy_')}` (no training)"
+    on_front = trial.number in {t.number for t in pareto_trials(study)}
+    status = ("feasible, on the Pareto front" if on_front else "feasible" if a.get("feasible") else
+              f"{trial.state.name.lower()}" + (f" ({a.get('infeasible_reason') or a.get('fail_reason') or a.get('stop_reason')})"
+                                               if a.get('infeasible_reason') or a.get('fail_reason') or a.get('stop_reason') else ""))
+    recorded = [("study", f"`{study.study_name}` (space `{study.user_attrs.get('space')}`)"),
+                ("trial", f"{trial.number} ({status})"),
+                (metric, f"{value:.4f}" if value is not None and abs(value) < 1e4 else
+                 (f"{value:.4g}" if value is not None else "not evaluated")),
+                ("how it was measured", how),
+                ("params", f"{a.get('params', 0) / 1e6:.3f} M ({a.get('params'):,}), 1000 classes"),
+                ("MACs", f"{a.get('macs', 0) / 1e9:.3f} G ({a.get('macs'):,}) at {arch.resolution}x{arch.resolution}, "
+                         "1000 classes"),
+                ("latency", f"{a['latency_ms']:.2f} ms (batch 1, the search machine)" if a.get("latency_ms")
+                 else "not measured (the search had no latency budget)")]
+    if a.get("preset"):
+        recorded.append(("seeded preset", f"`{a['preset']}` (a published architecture)"))
+    budgets = [f"{k} {v:g}" for k, v in (("MACs", settings.get("macs_budget")), ("params", settings.get("params_budget")),
+                                          ("latency ms", settings.get("latency_budget_ms"))) if v]
+    recorded.append(("budgets", ", ".join(budgets) or "none"))
+    widths = "/".join(str(s.width) for s in arch.stages)
+    depths = "/".join(str(s.depth) for s in arch.stages)
+    stages = "\n".join(f"| {i} | {s.block} | {s.depth} | {s.width} | {s.stride} | {s.embed.type} |"
+                       for i, s in enumerate(arch.stages))
+    torch_file = next(f for f in report.files if f.startswith("model.") and not f.endswith(".onnx"))
+    torch_line = (f"`torch.export` program (dynamic batch); reloaded, it matches the eager model to "
+                  f"{report.torch_max_abs_diff:.2g}" if report.torch_format == "torch.export" else
+                  f"TorchScript (traced), because torch.export failed: {report.torch_fallback_reason}; reloaded, "
+                  f"it matches the eager model to {report.torch_max_abs_diff:.2g}")
+    versions = ", ".join(f"{k} {v}" for k, v in _versions().items())
+    r = report.resolution
+    load_torch = ("program = torch.export.load(\"model.pt2\").module()" if report.torch_format == "torch.export"
+                  else "program = torch.jit.load(\"model.ts\")")
+    return f"""# Model card: {study.study_name}, trial {trial.number}
+
+Architecture `{arch.arch_id}`, layout **{arch.layout}**, widths {widths}, depths {depths}.
+Exported by `nas export` for **{report.num_classes} classes** (the classes of the dataset the search used,
+`{settings.get('dataset', 'fashion-mnist')}`, unless `--num-classes` said otherwise), input {r}x{r}.
+
+**The weights are freshly initialised (seed {seed}), not trained.** The search trains each candidate
+only briefly, as a proxy for ranking architectures, and keeps no weights. Train this config for real
+before using it (e.g. `nas.build_model(nas.load_config("arch.json"), num_classes={report.num_classes})`).
+
+## Recorded in the search
+
+| | |
+|---|---|
+""" + "\n".join(f"| {k} | {v} |" for k, v in recorded) + f"""
+
+## The architecture
+
+Stem `{arch.stem.type}` ({arch.stem.width} channels), head `{arch.head.type}`, design resolution
+{arch.resolution}{f", {arch.global_tokens.num} global tokens" if arch.global_tokens else ""}.
+
+| stage | block | depth | width | stride | embedding |
+|---|---|---|---|---|---|
+{stages}
+
+## The exported model
+
+{report.params:,} parameters and {report.macs / 1e6:.1f} M MACs at {r}x{r} with {report.num_classes} classes
+(analytic count; the built model has exactly these parameters).
+
+| file | what it is |
+|---|---|
+| `arch.json` | the config: `nas.load_config("arch.json")`, then `nas.build_model(config, num_classes={report.num_classes})` |
+| `{torch_file}` | {torch_line} |
+| `model.onnx` | ONNX opset {ONNX_OPSET}, input `image` float32 (N, 3, {r}, {r}), output `logits` (N, {report.num_classes}), dynamic N; passes `onnx.checker`; ONNX Runtime matches PyTorch to {report.onnx_max_abs_diff:.2g} (max abs logit difference, tolerance {ONNX_TOLERANCE:g}) |
+| `MODEL_CARD.md` | this card |
+
+Inputs are RGB images scaled to [0, 1] and normalised per channel (grey images repeated to three
+channels), as the search's proxy training fed them.
+
+## Loading without nas
+
+```python
+import torch
+{load_torch}
+logits = program(torch.randn(1, 3, {r}, {r}))
+
+import numpy as np, onnxruntime as ort
+session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
+logits = session.run(None, {{"image": np.random.randn(1, 3, {r}, {r}).astype(np.float32)}})[0]
+```
+
+Exported with {versions}.
+"""
