@@ -25,7 +25,6 @@ What the page shows:
 from __future__ import annotations
 
 import html
-import json
 import math
 import warnings
 from pathlib import Path
@@ -459,6 +458,7 @@ def edf_figure(curves: pd.DataFrame, title: str, metric: str, height: int = 330)
                                  hovertemplate=f"{html.escape(str(group))}<br>{metric} %{{x:.4g}}: "
                                                "%{y:.0%} of trials at or below<extra></extra>"))
     fig.update_layout(title=dict(text=title, font=dict(size=13)), height=height, template="plotly_white",
+                      showlegend=True,
                       margin=dict(l=50, r=10, t=40, b=40), xaxis=dict(title=metric),
                       yaxis=dict(title="cumulative fraction", range=[0, 1.02]),
                       legend=dict(font=dict(size=10), orientation="h", y=-0.25))
@@ -597,9 +597,13 @@ def build_dashboard(study, compare=None) -> str:
     # -- hypervolume
     frames = [frame] + ([other[1]] if other else [])
     ref = reference_point(frames, metric, budgets["macs"])
-    histories = [(study.study_name, hypervolume_history(frame, ref))]
+    def legend(name: str, f: pd.DataFrame) -> str:
+        c = status_counts(f)
+        return f"{name} ({len(evaluated(f))} evaluated, {c['over budget']} over budget, {c['stopped']} stopped)"
+
+    histories = [(legend(study.study_name, frame), hypervolume_history(frame, ref))]
     if other:
-        histories.append((other[0], hypervolume_history(other[1], ref)))
+        histories.append((legend(*other), hypervolume_history(other[1], ref)))
     hv_note = ("Compared with " + html.escape(other[0]) + " against the same reference point." if other else
                "To compare with random sampling, run the same search with <code>--sampler random --study "
                "NAME</code> and pass <code>--compare NAME</code>.")
@@ -661,12 +665,3 @@ def write_dashboard(study, path: str | Path, compare=None) -> Path:
     path.write_text(build_dashboard(study, compare), encoding="utf-8")
     return path
 
-
-def summary(study) -> dict:
-    """A few numbers about the page (what the command prints)."""
-    frame = study_frame(study)
-    return {"trials": len(frame), **status_counts(frame), "front": int(frame["on_front"].sum()) if len(frame) else 0}
-
-
-def to_json(data: Any) -> str:
-    return json.dumps(data, indent=2, default=str)

@@ -340,6 +340,7 @@ class Chromium:
         return result["result"].get("value")
 
     def screenshot(self, session: str, path: Path, width: int = 1400, height: int | None = None) -> None:
+        self.call("Emulation.setScrollbarsHidden", {"hidden": True}, session=session)
         full = self.evaluate(session, "document.documentElement.scrollHeight")
         height = min(height or full, full)
         self.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
