@@ -181,11 +181,17 @@ def save_onnx(model, x, directory: Path) -> tuple[str, float]:
     except onnx.checker.ValidationError as e:
         raise ExportError(f"the ONNX file fails onnx.checker: {str(e).splitlines()[0]}") from None
     opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    opts.log_severity_level = 4
     with torch.no_grad():
         expected = model(x).numpy()
-    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    try:
+        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ExportError(f"ONNX Runtime cannot run the exported graph at {x.shape[-1]}x{x.shape[-1]} ({first}); "
+                          "blocks that pad their input (window attention) trace only at sizes needing no padding: export at the "
+                          "design resolution (drop --resolution)") from None
     if got.shape != expected.shape:
         raise ExportError(f"ONNX Runtime returned shape {got.shape}, PyTorch {expected.shape}")
     return path.name, float(abs(got - expected).max())

@@ -132,17 +132,16 @@ def test_torchscript_fallback_when_torch_export_fails(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------- without nas
 LOADER = r"""
-import importlib.util, json, sys
+import importlib.util, json, pathlib, sys
 repo = sys.argv[1]
 # an editable install of nas adds a finder (and a path hook) that imports it from the checkout: drop them
 sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in str(getattr(f, "__module__", ""))]
 sys.path_hooks[:] = [h for h in sys.path_hooks if "editable" not in str(getattr(h, "__module__", ""))]
-sys.path[:] = [p for p in sys.path if p and not p.startswith(repo)]
+sys.path[:] = [p for p in sys.path if p and pathlib.Path(p).resolve() != pathlib.Path(repo).resolve()]  # a venv may live inside the checkout
 sys.path_importer_cache.clear()
 for name in ("nas", "studies", "search_spaces", "evaluators"):
     assert importlib.util.find_spec(name) is None, f"{name} is still importable"
     sys.modules[name] = None  # and any import of it fails
-import pathlib
 import numpy as np, onnxruntime, torch
 res = int(sys.argv[2])
 x = torch.randn(2, 3, res, res)
