@@ -55,10 +55,29 @@ class Dataset:
         return Dataset(self.name, self.train_x[tr], self.train_y[tr], self.test_x[te], self.test_y[te], self.classes)
 
 
-def load_dataset(spec: str = "fashion-mnist") -> Dataset:
+def _parse(spec: str) -> tuple[str, str]:
     kind, _, path = spec.partition(":")
     kind = kind.lower()
-    if kind in ("fashion-mnist", "fashion_mnist", "fmnist"):
+    return ("fashion-mnist" if kind in ("fashion-mnist", "fashion_mnist", "fmnist") else kind), path
+
+
+def dataset_num_classes(spec: str) -> int:
+    """How many classes the dataset ``spec`` has, read without loading any image."""
+    kind, path = _parse(spec)
+    if kind == "fashion-mnist":
+        return len(FASHION_MNIST_CLASSES)
+    if kind == "cifar10":
+        return 10
+    if kind == "folder" and path:
+        train, test = _folder_splits(Path(path))
+        return len(_classes(train))
+    load_dataset(spec)  # raises the reason the spec is wrong
+    raise AssertionError(spec)
+
+
+def load_dataset(spec: str = "fashion-mnist") -> Dataset:
+    kind, path = _parse(spec)
+    if kind == "fashion-mnist":
         return load_fashion_mnist(Path(path) if path else FASHION_MNIST_DIR)
     if kind == "cifar10":
         if not path:
@@ -143,20 +162,27 @@ def load_cifar10(root: Path) -> Dataset:
 def load_image_folder(root: Path, size: int = 64, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
     """Class-per-sub-folder images resized to ``size`` x ``size`` RGB. Uses ``train/`` and
     ``val/`` (or ``test/``) when present, else holds out ``test_fraction`` at random."""
-    if not root.is_dir():
-        raise DatasetError(f"image folder not found: {root}")
-    split_dirs = [root / "train", next((root / d for d in ("val", "test") if (root / d).is_dir()), None)]
-    if split_dirs[0].is_dir() and split_dirs[1] is not None:
-        classes = _classes(split_dirs[0])
-        tr_x, tr_y = _read_tree(split_dirs[0], classes, size)
-        te_x, te_y = _read_tree(split_dirs[1], classes, size)
+    train, test = _folder_splits(root)
+    classes = _classes(train)
+    if test is not None:
+        tr_x, tr_y = _read_tree(train, classes, size)
+        te_x, te_y = _read_tree(test, classes, size)
     else:
-        classes = _classes(root)
         x, y = _read_tree(root, classes, size)
         perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         n_test = max(1, int(len(y) * test_fraction))
         te_x, te_y, tr_x, tr_y = x[perm[:n_test]], y[perm[:n_test]], x[perm[n_test:]], y[perm[n_test:]]
     return Dataset(f"folder:{root.name}", tr_x, tr_y, te_x, te_y, tuple(classes))
+
+
+def _folder_splits(root: Path) -> tuple[Path, Optional[Path]]:
+    """(training tree, test tree or None): ``train/`` with ``val/`` or ``test/`` when present, else the root."""
+    if not root.is_dir():
+        raise DatasetError(f"image folder not found: {root}")
+    test = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
+    if (root / "train").is_dir() and test is not None:
+        return root / "train", test
+    return root, None
 
 
 def _classes(root: Path) -> list[str]:

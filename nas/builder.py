@@ -52,12 +52,19 @@ def components(arch: ArchConfig, resolution: Optional[int] = None, num_classes: 
     yield Placed("head", head, Geometry(channels, num_classes, 1, size, dsize, tokens), arch.head.params)
 
 
+def network_stride(arch: ArchConfig) -> int:
+    """The total down-sampling factor: the stem's stride times every stage's."""
+    total = lookup("stem", arch.stem.type).stride(arch.stem.params)
+    for st in arch.stages:
+        total *= st.stride
+    return total
+
+
 def check_arch(arch: ArchConfig) -> Optional[str]:
     """The first rule ``arch`` breaks, as a sentence naming the value, or None if it is valid."""
     try:
         if not arch.stages:
             return "an architecture needs at least one stage"
-        total = lookup("stem", arch.stem.type).stride(arch.stem.params)
         for i, st in enumerate(arch.stages):
             if st.depth < 1:
                 return f"stages.{i}.depth must be >= 1, got {st.depth}"
@@ -65,7 +72,7 @@ def check_arch(arch: ArchConfig) -> Optional[str]:
                 return f"stages.{i}.width must be >= 1, got {st.width}"
             if st.stride not in (1, 2, 4):
                 return f"stages.{i}.stride must be 1, 2 or 4, got {st.stride}"
-            total *= st.stride
+        total = network_stride(arch)
         if arch.resolution % total:
             return f"resolution {arch.resolution} is not divisible by the network stride {total}"
         if arch.global_tokens is not None and arch.global_tokens.num < 1:

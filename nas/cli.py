@@ -248,8 +248,9 @@ def cmd_search(args: argparse.Namespace) -> int:
           f"{settings.trials} trials on {settings.workers or 'no'} worker(s)", file=sys.stderr)
     study = search.run()
     bar.close()
-    if search.reaped:
-        print(f"search: resumed; {search.reaped} interrupted trial(s) marked failed and queued again", file=sys.stderr)
+    if search.resumed:
+        print(f"search: resumed the existing study; {search.reaped} interrupted trial(s) marked failed and queued "
+              "again", file=sys.stderr)
     if search.seeded:
         print(f"search: seeded with the published architectures that fit: {', '.join(search.seeded)}", file=sys.stderr)
     from studies.results import format_front, front_frame

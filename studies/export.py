@@ -87,36 +87,6 @@ def select_trial(study, trial: Optional[int] = None, front_rank: Optional[int] =
     return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
-def dataset_num_classes(spec: str) -> int:
-    """Classes of a dataset spec as the search reads it, without loading any image."""
-    from evaluators.data import FASHION_MNIST_CLASSES
-
-    kind, _, path = spec.partition(":")
-    kind = kind.lower()
-    if kind in ("fashion-mnist", "fashion_mnist", "fmnist"):
-        return len(FASHION_MNIST_CLASSES)
-    if kind == "cifar10":
-        return 10
-    if kind == "folder" and path:
-        root = Path(path)
-        base = root / "train" if (root / "train").is_dir() and any((root / d).is_dir() for d in ("val", "test")) \
-            else root
-        if base.is_dir():
-            count = sum(1 for d in base.iterdir() if d.is_dir())
-            if count >= 2:
-                return count
-    raise ExportError(f"cannot tell how many classes the dataset {spec!r} of this study has; pass --num-classes")
-
-
-def network_stride(arch) -> int:
-    from nas.registry import lookup
-
-    stride = lookup("stem", arch.stem.type).stride(arch.stem.params)
-    for stage in arch.stages:
-        stride *= stage.stride
-    return stride
-
-
 def check_recorded_cost(arch, attrs: dict) -> None:
     """The config must reproduce the trial's recorded id, params and MACs (design resolution,
     1000 classes), or the study and this code disagree about what the architecture is."""
@@ -242,10 +212,17 @@ def export_trial(study, directory: str | Path, trial: Optional[int] = None, fron
     check_recorded_cost(arch, attrs)
     settings = study.user_attrs.get("settings") or {}
     if num_classes is None:
-        num_classes = dataset_num_classes(settings.get("dataset") or "fashion-mnist")
+        from evaluators.data import DatasetError, dataset_num_classes
+
+        spec = settings.get("dataset") or "fashion-mnist"
+        try:
+            num_classes = dataset_num_classes(spec)
+        except DatasetError as e:
+            raise ExportError(f"cannot tell how many classes the study's dataset {spec!r} has ({e}); "
+                              "pass --num-classes") from None
     if num_classes < 1:
         raise ExportError(f"--num-classes must be >= 1, got {num_classes}")
-    stride = network_stride(arch)
+    stride = nas.network_stride(arch)
     if resolution is not None and (resolution < 1 or resolution % stride):
         raise ExportError(f"cannot export at resolution {resolution}: it must be a multiple of the network's "
                           f"stride {stride} (the design resolution is {arch.resolution})")

@@ -127,14 +127,17 @@ def _sqlite_pragmas(connection, _record) -> None:
     cursor.close()
 
 
-def make_sampler(name: str, seed: int, trials: int):
-    """Samplers read the constraints each trial records (``Trial.set_constraint``)."""
+def make_sampler(name: str, seed: int, trials: int, concurrent: bool = True):
+    """Samplers read the constraints each trial records (``Trial.set_constraint``). ``concurrent``:
+    several candidates may be under evaluation at once."""
     import optuna
 
     if name == "tpe":
         # group: conditional dimensions (per-block parameters) are modelled jointly, not one by one;
-        # constant_liar: trials still running on other workers are not proposed again
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True,
+        # constant_liar: trials still running on other workers are not proposed again. It costs a
+        # storage read per suggested value (Optuna's per-ask trial cache is off with it), so only
+        # searches that run candidates concurrently use it.
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=concurrent,
                                           n_startup_trials=max(4, min(10, trials // 3)))
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
@@ -148,6 +151,8 @@ def _driver_id() -> str:
 
 
 def _alive(driver: str) -> bool:
+    if not driver:
+        return False  # a driver killed between asking for a trial and naming itself in it
     host, _, pid = driver.rpartition(":")
     if host != socket.gethostname():
         return True  # another machine's driver: not ours to reap
@@ -178,8 +183,11 @@ class Search:
         self.name = settings.study_name or settings.default_study_name()
         self.on_progress = on_progress or (lambda p: None)
         self.progress = Progress()
+        self.resumed, self.reaped, self.seeded = False, 0, []
         self.cache: dict[str, tuple] = {}  # arch_id -> (values, attrs) of evaluated candidates
         self.epoch_scores: dict[int, list[float]] = {}
+        # instant proxy and no latency to measure: candidates are scored in the driver, one at a time
+        self.instant = settings.proxy in INSTANT_PROXIES and not settings.latency_budget_ms
 
     # ------------------------------------------------------------------ study
     def open_study(self):
@@ -191,8 +199,8 @@ class Search:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         storage = open_storage(self.s.storage)
         directions = ["maximize", "minimize"] + (["minimize"] if self.s.latency_budget_ms else [])
-        sampler = make_sampler(self.s.sampler, self.s.seed, self.s.trials)
-        exists = self.name in [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        sampler = make_sampler(self.s.sampler, self.s.seed, self.s.trials, concurrent=not self.instant and self.s.workers > 1)
+        exists = self.resumed = self.name in [s.study_name for s in optuna.get_all_study_summaries(storage)]
         study = optuna.create_study(study_name=self.name, storage=storage, directions=directions, sampler=sampler,
                                     load_if_exists=True)
         identity = json.loads(json.dumps(self.s.identity()))
@@ -295,7 +303,7 @@ class Search:
         self.on_progress(self.progress)
         if self.progress.complete >= self.s.trials:
             return study
-        if self.s.proxy in INSTANT_PROXIES and not self.s.latency_budget_ms:
+        if self.instant:
             self._run_instant(study)
         else:
             self._run_pool(study)

@@ -9,7 +9,7 @@ import torch
 
 import nas
 from evaluators.cost import count_params, fvcore_macs, measure_cost
-from evaluators.data import DatasetError, load_dataset, prepare
+from evaluators.data import DatasetError, dataset_num_classes, load_dataset, prepare
 from evaluators.latency import measure_latency, median_ci
 from evaluators.proxies import ZERO_COST_PROXIES, score_proxy
 from evaluators.train import TrainConfig, train_proxy
@@ -129,9 +129,18 @@ def test_image_folder(tmp_path):
     data = load_dataset(f"folder:{tmp_path}")
     assert data.classes == ("cat", "dog") and len(data.train_y) + len(data.test_y) == 10
     assert data.train_x.shape[1:] == (3, 64, 64)
+    assert dataset_num_classes(f"folder:{tmp_path}") == 2  # counted without reading an image
+    for split, classes in (("train", ("a", "b", "c")), ("val", ("a", "b", "c"))):
+        for cls in classes:
+            (tmp_path / "split" / split / cls).mkdir(parents=True)
+    assert dataset_num_classes(f"folder:{tmp_path / 'split'}") == 3
+    assert dataset_num_classes("fashion-mnist") == 10 and dataset_num_classes("cifar10:/anywhere") == 10
 
 
 @pytest.mark.parametrize("spec", ["nope", "cifar10", "folder:/does/not/exist", "fashion-mnist:/does/not/exist"])
 def test_bad_dataset_specs(spec):
     with pytest.raises(DatasetError):
         load_dataset(spec)
+    if spec != "cifar10" and not spec.startswith("fashion"):
+        with pytest.raises(DatasetError):
+            dataset_num_classes(spec)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import nas
-from studies.export import ONNX_TOLERANCE, ExportError, dataset_num_classes, export_model, export_trial, select_trial
+from studies.export import ONNX_TOLERANCE, ExportError, export_model, export_trial, select_trial
 from studies.results import front_frame
 from studies.search import Search, SearchSettings
 
@@ -76,13 +76,16 @@ def test_recorded_cost_must_match_the_rebuilt_config(tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written
 
 
-def test_dataset_num_classes(tmp_path):
-    assert dataset_num_classes("fashion-mnist") == 10 and dataset_num_classes("cifar10:/x") == 10
-    for name in ("cat", "dog", "fox"):
-        (tmp_path / name).mkdir()
-    assert dataset_num_classes(f"folder:{tmp_path}") == 3
-    with pytest.raises(ExportError, match="--num-classes"):
-        dataset_num_classes("folder:/nonexistent")
+def test_classes_of_a_vanished_dataset_must_be_given(tmp_path):
+    arch = nas.get_arch("poolformer_s12")
+    cost = nas.analytic_cost(arch)
+    study = optuna.create_study(directions=["maximize", "minimize"], study_name="moved")
+    study.set_user_attr("settings", {"dataset": f"folder:{tmp_path / 'gone'}"})
+    study.add_trial(optuna.trial.create_trial(values=[0.5, cost.macs], user_attrs={
+        "arch": arch.to_json(), "arch_id": arch.arch_id, "params": cost.params, "macs": cost.macs, "feasible": True}))
+    with pytest.raises(ExportError, match=r"cannot tell how many classes .*image folder not found.*--num-classes"):
+        export_trial(study, tmp_path / "out", trial=0)
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------------------- the artifacts

@@ -1,9 +1,11 @@
 """`nas search` and the study it records: budgets, constraints, contents, recovery, storage, Ray."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -118,6 +120,21 @@ def test_resuming_a_finished_study_adds_nothing(tmp_path):
     assert len(Search(s).run().trials) == first
     more = Search(_settings(tmp_path, proxy="params", trials=6)).run()
     assert sum(bool(t.user_attrs.get("feasible")) for t in more.trials) == 6
+
+
+def test_trials_of_dead_drivers_are_failed_and_run_again(tmp_path):
+    s = _settings(tmp_path, proxy="params", trials=2)
+    study = Search(s).run()
+    alive = study.ask()
+    alive.set_user_attr("driver", f"{socket.gethostname()}:{os.getpid()}")  # this process: left alone
+    dead = study.ask()  # the driver was killed before it named itself in the trial
+    dead.set_user_attr("x", 1)
+    search = Search(dataclasses.replace(s, trials=3))
+    study = search.run()
+    by_number = {t.number: t for t in study.trials}
+    assert search.resumed and search.reaped == 1
+    assert by_number[alive.number].state.name == "RUNNING"
+    assert by_number[dead.number].state.name == "FAIL" and "killed" in by_number[dead.number].user_attrs["fail_reason"]
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
