@@ -8,14 +8,15 @@ budget, on Fashion-MNIST.
 Per architecture (sampled uniformly at random, kept when valid, under the budget at its design
 resolution and trainable at the proxy resolution):
 - the zero-cost proxies on one real minibatch of 128 images at 32x32, as `nas search` scores them;
-- short training: the search's recipe (2 epochs at 32x32, AdamW, cosine schedule) on
-  ``--short-train`` images, validated on 1,000; also read after its first epoch (the point where the
+- short training: the search's recipe (2 epochs at 32x32, AdamW, warm-up and cosine schedule) on
+  ``--short-train`` images, validated on 500; also read after its first epoch (the point where the
   search's early stopping decides);
-- the reference: a longer run with another seed and initialisation, ``--long-epochs`` epochs of
-  ``--long-train`` images, validated on 2,000 other images.
+- the reference: a longer run with another seed, initialisation and images, ``--long-epochs``
+  epochs of ``--long-train`` images, validated on 1,000 other images.
 
-The defaults are scaled to 2 CPU cores, where these models train at 20-500 images/s: the search
-itself trains on 5,000 images; pass larger sizes on a bigger machine.
+The defaults are scaled down to 2 CPU cores, where these models train at only 20-500 images/s:
+the search itself trains on 5,000 images in batches of 128. With so few images the batch is 32, so
+that a run takes enough optimiser steps to learn at all. Pass larger sizes on a bigger machine.
 
 Results are appended one line per architecture to ``--out`` (JSON lines), so an interrupted run
 resumes where it stopped; the table is computed from that file.
@@ -150,9 +151,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", type=int, default=30)
     ap.add_argument("--budget", default="1gflop", help="MACs budget at the design resolution (default 1gflop)")
-    ap.add_argument("--short-train", type=int, default=1500, help="images of the short run (2 epochs)")
+    ap.add_argument("--short-train", type=int, default=1000, help="images of the short run (2 epochs)")
     ap.add_argument("--long-epochs", type=int, default=3)
-    ap.add_argument("--long-train", type=int, default=3000, help="images of the reference run")
+    ap.add_argument("--long-train", type=int, default=2000, help="images of the reference run")
+    ap.add_argument("--batch", type=int, default=32, help="batch size of both runs (the search's is 128)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores; 1 with --shard)")
     ap.add_argument("--shard", default="0/1", help="K/N: evaluate every N-th architecture from the K-th")
@@ -160,8 +162,9 @@ def main() -> None:
     args = ap.parse_args()
     shard, shards = (int(v) for v in args.shard.split("/"))
     torch.set_num_threads(args.threads or (1 if shards > 1 else torch.get_num_threads()))
-    short_cfg = TrainConfig(epochs=2, train_size=args.short_train, val_size=1000)
-    long_cfg = TrainConfig(epochs=args.long_epochs, train_size=args.long_train, val_size=2000, seed=short_cfg.seed + 1)
+    short_cfg = TrainConfig(epochs=2, train_size=args.short_train, val_size=500, batch_size=args.batch)
+    long_cfg = TrainConfig(epochs=args.long_epochs, train_size=args.long_train, val_size=1000, batch_size=args.batch,
+                           seed=short_cfg.seed + 1)
 
     archs, rejected = sample_archs(args.archs, parse_macs(args.budget), args.seed, short_cfg.resolution)
     print(f"sampled {len(archs)} architectures; rejected {rejected}", flush=True)

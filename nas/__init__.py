@@ -6,7 +6,7 @@
 
 Light to import: torch only (no Optuna, Ray or plotly).
 """
-from nas.builder import analytic_cost, build_model, check_arch, components, network_stride
+from nas.builder import analytic_cost, build_model, check_arch, components, network_stride, scale_widths
 from nas.config import (ArchConfig, ConfigError, EmbedConfig, GlobalTokensConfig, HeadConfig, Params, StageConfig,
                         StemConfig)
 from nas.io import load_config, save_config
@@ -16,6 +16,6 @@ from nas.registry import Cost, Geometry, Tokens
 __all__ = [
     "ArchConfig", "ConfigError", "Cost", "EmbedConfig", "Geometry", "GlobalTokensConfig", "HeadConfig", "Params",
     "Preset", "StageConfig", "StemConfig", "Tokens", "analytic_cost", "build_model", "check_arch", "components",
-    "get_arch", "get_preset", "list_archs", "list_presets", "load_config", "network_stride", "save_config",
+    "get_arch", "get_preset", "list_archs", "list_presets", "load_config", "network_stride", "save_config", "scale_widths",
 ]
 __version__ = "0.1.0"

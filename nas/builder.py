@@ -6,7 +6,7 @@ geometry, so the model and its analytic cost cannot disagree about shapes.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -58,6 +58,35 @@ def network_stride(arch: ArchConfig) -> int:
     for st in arch.stages:
         total *= st.stride
     return total
+
+
+def scale_widths(arch: ArchConfig, mult: float) -> ArchConfig:
+    """``arch`` with the stem and every stage ``mult`` times as wide, for cheaper proxy training.
+
+    Equal widths stay equal (a stage that cannot change the width keeps its input's). Each width
+    becomes the valid one nearest ``mult`` times it, multiples of 8 first, since heads, groups and
+    head sizes must still divide it; a width that no smaller value fits is kept. Depths, layout and
+    every other field are kept."""
+    if not 0 < mult <= 1:
+        raise ConfigError(f"width_mult must be in (0, 1], got {mult}")
+    if mult == 1:
+        return arch
+
+    def rescaled(mapping: dict[int, int]) -> ArchConfig:
+        return arch.replace(stem=replace(arch.stem, width=mapping.get(arch.stem.width, arch.stem.width)),
+                            stages=tuple(replace(st, width=mapping.get(st.width, st.width)) for st in arch.stages))
+
+    mapping: dict[int, int] = {}
+    for width in sorted({arch.stem.width, *(st.width for st in arch.stages)}):
+        for w in sorted(range(1, width + 1), key=lambda w: (w % 8 != 0, abs(w - width * mult), -w)):
+            try:
+                valid = check_arch(rescaled({**mapping, width: w})) is None
+            except ConfigError:
+                valid = False
+            if valid:
+                mapping[width] = w
+                break
+    return rescaled(mapping)
 
 
 def check_arch(arch: ArchConfig) -> Optional[str]:

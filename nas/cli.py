@@ -60,6 +60,16 @@ def _positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
+    return value
+
+
 def _emit(data: Any, as_json: bool, render: Callable[[Any], str]) -> None:
     print(json.dumps(data, indent=2) if as_json else render(data))
 
@@ -183,12 +193,13 @@ def cmd_score(args: argparse.Namespace) -> int:
         from evaluators.train import TrainConfig, train_proxy
 
         cfg = TrainConfig(epochs=args.epochs, resolution=args.resolution, batch_size=args.batch_size,
-                          train_size=args.train_size or None, val_size=args.val_size or None, seed=args.seed)
+                          train_size=args.train_size or None, val_size=args.val_size or None, seed=args.seed,
+                          width_mult=args.width_mult)
         bar = _progress(args.epochs, "epochs", disable=args.json)
         result = train_proxy(arch, data, cfg, on_epoch=lambda e, acc: (bar.update(1), bar.set_postfix(acc=f"{acc:.3f}")))
         bar.close()
         out = {"arch": name, "proxy": "train", "score": result.accuracy, "dataset": data.name, **result.to_dict(),
-               "resolution": args.resolution}
+               "resolution": args.resolution, "width_mult": args.width_mult}
     else:
         import torch
 
@@ -232,7 +243,7 @@ def cmd_search(args: argparse.Namespace) -> int:
             raise UsageError(str(e)) from None
     base = SearchSettings(space=args.space)
     train = dataclasses.replace(base.train, epochs=args.epochs, resolution=args.resolution,
-                                train_size=args.train_size, val_size=args.val_size)
+                                train_size=args.train_size, val_size=args.val_size, width_mult=args.width_mult)
     settings = SearchSettings(
         space=args.space, macs_budget=macs, latency_budget_ms=latency, params_budget=params, trials=args.trials,
         timeout_s=timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
@@ -393,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_positive(int), default=128, help="minibatch size (also the proxies' batch)")
     p.add_argument("--train-size", type=int, default=10000, help="training images used (0 = all)")
     p.add_argument("--val-size", type=int, default=2000, help="validation images used (0 = all)")
+    p.add_argument("--width-mult", type=_fraction, default=1.0,
+                   help="train a copy with every width scaled by this, in (0, 1] (default 1: the architecture itself)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     from studies.search import DEFAULT_STORAGE, PROXIES, SAMPLERS
@@ -416,6 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resolution", type=_positive(int), default=32, help="proxy-training input size (default 32)")
     p.add_argument("--train-size", type=_positive(int), default=5000, help="training images per candidate (default 5000)")
     p.add_argument("--val-size", type=_positive(int), default=1000, help="validation images (default 1000)")
+    p.add_argument("--width-mult", type=_fraction, default=1.0,
+                   help="proxy-train a copy of each candidate with its widths scaled by this, in (0, 1]: faster, "
+                        "ranks approximately (default 1); MACs and params are always the real architecture's")
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
     p.add_argument("--workers", type=int, default=None,
                    help="Ray workers (default: one per core); 0 evaluates in this process")

@@ -104,6 +104,16 @@ def test_training_beats_chance_and_is_deterministic(fmnist):
     assert again.history == first.history
 
 
+def test_training_at_reduced_width(fmnist):
+    from evaluators.train import ProxyTrainer
+
+    cfg = TrainConfig(epochs=1, resolution=32, train_size=256, val_size=64, batch_size=64)
+    full = ProxyTrainer(_tiny_arch(), fmnist, cfg)
+    half = ProxyTrainer(_tiny_arch(), fmnist, TrainConfig(**{**cfg.__dict__, "width_mult": 0.5}))
+    assert count_params(half.model) < 0.5 * count_params(full.model)
+    assert 0 <= half.run_epoch() <= 1
+
+
 def test_cifar10_batches(tmp_path):
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()
