@@ -69,10 +69,16 @@ class Space:
     def _walk(self, decide: Callable[[str, Domain], Any]) -> ArchConfig:
         decided: dict[str, Any] = {}
 
-        def pick(label: str, base: Domain) -> Any:
+        def pick(label: str, base: Domain, fits: Optional[Callable[[Any], bool]] = None) -> Any:
             dom = self.domain(label, base)
             if isinstance(dom, Same):
                 dom = Fixed(decided[dom.label])
+            if fits is not None and isinstance(dom, Choice):
+                fitting = [v for v in dom.values if fits(v)]
+                # Optuna needs a label's choices to be the same in every trial, so the domain cannot
+                # shrink to a smaller choice; when one value alone can make a valid network, it is fixed.
+                if len(fitting) == 1:
+                    dom = Fixed(fitting[0])
             decided[label] = value = decide(label, dom)
             return value
 
@@ -89,9 +95,12 @@ class Space:
             block_names = [pick(f"stages.{i}.block", Choice(*registry.names("block")))
                            for i in range(pick("num_stages", NUM_STAGES))]
         stages = []
+        total_stride = registry.lookup("stem", stem_type).stride(stem.params)
         for i, block in enumerate(block_names):
             p = f"stages.{i}"
-            depth, width, stride = pick(f"{p}.depth", DEPTHS), pick(f"{p}.width", WIDTHS), pick(f"{p}.stride", STRIDES)
+            depth, width = pick(f"{p}.depth", DEPTHS), pick(f"{p}.width", WIDTHS)
+            stride = pick(f"{p}.stride", STRIDES, fits=lambda s: resolution % (total_stride * s) == 0)
+            total_stride *= stride
             embed_type = pick(f"{p}.embed.type", Choice(*registry.names("embed")))
             embed = EmbedConfig(embed_type, self._params(f"{p}.embed.{embed_type}",
                                                          registry.lookup("embed", embed_type).params, pick))

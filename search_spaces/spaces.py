@@ -33,11 +33,27 @@ def _family(prefix: str) -> tuple[str, ...]:
     return tuple(n for n in list_archs() if n.startswith(prefix))
 
 
+def _parallel_tuples() -> dict:
+    """A stem's per-conv tuples (strides, expansions) have as many items as its ``widths``."""
+    from dataclasses import fields
+
+    from nas import registry
+    from nas.domains import Seq, domain_of
+
+    ties = {}
+    for name in registry.names("stem"):
+        seqs = [f.name for f in fields(registry.lookup("stem", name).params) if isinstance(domain_of(f), Seq)]
+        if "widths" in seqs:
+            ties.update({f"stem.{name}.{f}.len": Same(f"stem.{name}.widths.len") for f in seqs if f != "widths"})
+    return ties
+
+
 _add(Space(
     "hybrid",
     "Per-stage block type in C/T/MLP/Pool with every variant, depth, width, stride, embedding (CE) type and "
     "depth, stem type and patch size, global tokens, heads, expansion, window, MLP ratio; 1 to 8 stages. "
     "Every published architecture is a point of it.",
+    overrides=_parallel_tuples(),
     presets=_family(""),
 ))
 
