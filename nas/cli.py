@@ -247,7 +247,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     settings = SearchSettings(
         space=args.space, macs_budget=macs, latency_budget_ms=latency, params_budget=params, trials=args.trials,
         timeout_s=timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
-        workers=args.workers if args.workers is not None else base.workers, address=args.address,
+        workers=args.workers if args.workers is not None else base.workers, worker_threads=args.worker_threads,
+        address=args.address,
         storage=args.storage, study_name=args.study, seed=args.seed, train=train)
     bar = _progress(args.trials, "trial")
     def show(p) -> None:
@@ -435,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
     p.add_argument("--workers", type=int, default=None,
                    help="Ray workers (default: one per core); 0 evaluates in this process")
+    p.add_argument("--worker-threads", type=_positive(int), default=None,
+                   help="torch threads of each worker (default: the machine's cores divided among the workers)")
     p.add_argument("--address", help="an existing Ray cluster's address (default: start a local one)")
     p.add_argument("--storage", default=DEFAULT_STORAGE, help=f"SQLAlchemy URL (default {DEFAULT_STORAGE})")
     p.add_argument("--study", help="study name (default: from space, proxy and budgets)")

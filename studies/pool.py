@@ -28,7 +28,7 @@ class WorkerPool:
         self.busy: set[int] = set()
 
     def _worker_args(self) -> tuple:
-        threads = max(1, (os.cpu_count() or 1) // max(1, self.s.workers))
+        threads = self.s.worker_threads or max(1, (os.cpu_count() or 1) // max(1, self.s.workers))
         latency_res = None  # each architecture's own design resolution
         return (self.s.proxy, self.s.dataset, self.s.train, threads, latency_res)
 

@@ -51,6 +51,7 @@ class SearchSettings:
     dataset: str = "fashion-mnist"
     sampler: str = "tpe"
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    worker_threads: Optional[int] = None  # torch threads per worker; default: the cores shared out
     address: Optional[str] = None
     storage: str = DEFAULT_STORAGE
     study_name: Optional[str] = None

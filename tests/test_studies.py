@@ -187,6 +187,13 @@ def test_resume_after_sigkill(tmp_path):
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
 
 
+def test_worker_threads(tmp_path):
+    from studies.pool import WorkerPool
+
+    assert WorkerPool(_settings(tmp_path, worker_threads=3))._worker_args()[3] == 3
+    assert WorkerPool(_settings(tmp_path, workers=2))._worker_args()[3] == max(1, os.cpu_count() // 2)
+
+
 def test_ray_with_two_workers(tmp_path):
     study = Search(_settings(tmp_path, workers=2, trials=2, proxy="synflow")).run()
     assert sum(bool(t.user_attrs.get("feasible")) for t in study.trials) == 2
