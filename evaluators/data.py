@@ -69,7 +69,7 @@ def dataset_num_classes(spec: str) -> int:
     if kind == "cifar10":
         return 10
     if kind == "folder" and path:
-        train, test = _folder_splits(Path(path))
+        train, _ = _folder_splits(Path(path))
         return len(_classes(train))
     load_dataset(spec)  # raises the reason the spec is wrong
     raise AssertionError(spec)

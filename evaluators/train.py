@@ -78,7 +78,8 @@ class ProxyTrainer:
         self.memory_format = (torch.channels_last if cfg.channels_last and self.device == "cpu"
                               else torch.contiguous_format)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(scale_widths(arch, cfg.width_mult), data.num_classes).to(self.device, memory_format=self.memory_format)
+        model = build_model(scale_widths(arch, cfg.width_mult), data.num_classes)
+        self.model = model.to(self.device, memory_format=self.memory_format)
         decay = [p for p in self.model.parameters() if p.ndim > 1]
         no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},

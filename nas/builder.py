@@ -6,7 +6,7 @@ geometry, so the model and its analytic cost cannot disagree about shapes.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import torch
 from torch import nn

@@ -248,8 +248,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         space=args.space, macs_budget=macs, latency_budget_ms=latency, params_budget=params, trials=args.trials,
         timeout_s=timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
         workers=args.workers if args.workers is not None else base.workers, worker_threads=args.worker_threads,
-        address=args.address,
-        storage=args.storage, study_name=args.study, seed=args.seed, train=train)
+        address=args.address, storage=args.storage, study_name=args.study, seed=args.seed, train=train)
     bar = _progress(args.trials, "trial")
     def show(p) -> None:
         bar.n = min(p.complete, args.trials)

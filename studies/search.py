@@ -200,7 +200,8 @@ class Search:
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         storage = open_storage(self.s.storage)
         directions = ["maximize", "minimize"] + (["minimize"] if self.s.latency_budget_ms else [])
-        sampler = make_sampler(self.s.sampler, self.s.seed, self.s.trials, concurrent=not self.instant and self.s.workers > 1)
+        concurrent = not self.instant and self.s.workers > 1
+        sampler = make_sampler(self.s.sampler, self.s.seed, self.s.trials, concurrent)
         exists = self.resumed = self.name in [s.study_name for s in optuna.get_all_study_summaries(storage)]
         study = optuna.create_study(study_name=self.name, storage=storage, directions=directions, sampler=sampler,
                                     load_if_exists=True)
