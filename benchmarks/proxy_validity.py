@@ -2,7 +2,7 @@
 short training against a longer training run, over random architectures of `hybrid` under a MACs
 budget, on Fashion-MNIST.
 
-    python benchmarks/proxy_validity.py [--archs 30] [--budget 1gflop] [--short-train 1500] [--long-train 3000]
+    python benchmarks/proxy_validity.py [--archs 30] [--budget 1gflop] [--short-train 1000] [--long-train 2000]
     python benchmarks/proxy_validity.py --shard 0/2 & python benchmarks/proxy_validity.py --shard 1/2  # 2 processes
 
 Per architecture (sampled uniformly at random, kept when valid, under the budget at its design
@@ -42,7 +42,6 @@ from search_spaces.base import InvalidArchitecture
 from studies.budgets import parse_macs
 
 
-
 def kendall_tau(a: list[float], b: list[float]) -> float:
     """Kendall's tau-b (ties in either ranking handled)."""
     concordant = discordant = ties_a = ties_b = 0
@@ -70,6 +69,7 @@ def sample_archs(count: int, budget: int, seed: int, resolution: int) -> tuple[l
 
     Uniform samples of the whole of `hybrid` are almost never both valid and under 1 GMAC (about 1
     in 4,000), and those that are are nearly all one-stage networks: not what a search explores."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     hybrid = get_space("hybrid")
     families = [s for s in list_spaces() if s.name not in ("hybrid", "coatnet_ctt")]  # coatnet covers coatnet_ctt
     studies = {s.name: optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed)) for s in families}

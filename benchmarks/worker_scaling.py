@@ -21,15 +21,31 @@ import sys
 import tempfile
 import time
 
+import optuna
+
+
+def timeline(url: str, t0: float, t1: float) -> str:
+    """Where a run's wall time went: before the first trial, trials, tail, after the last."""
+    trials = [t for t in optuna.load_study(study_name="bench", storage=url).get_trials(deepcopy=False)
+              if t.datetime_complete is not None]
+    starts = sorted(t.datetime_start.timestamp() for t in trials)
+    ends = sorted(t.datetime_complete.timestamp() for t in trials)
+    busy = sum(e - s for s, e in zip(starts, ends))
+    return (f"start-up {starts[0] - t0:.0f} s, first start to last end {ends[-1] - starts[0]:.0f} s "
+            f"({busy / len(trials):.1f} s per trial), shut-down {t1 - ends[-1]:.0f} s")
+
 
 def run(workers: int, threads: int, args: argparse.Namespace, tmp: str) -> float:
-    t0 = time.perf_counter()
+    t0 = time.time()
     subprocess.run([sys.executable, "-m", "nas", "search", "--space", args.space, "--budget", args.budget,
                     "--trials", str(args.trials), "--workers", str(workers), "--worker-threads", str(threads),
                     "--sampler", "random", "--seed", "0", "--epochs", "1", "--train-size", str(args.train_size),
                     "--val-size", "500", "--storage", f"sqlite:///{tmp}/w{workers}t{threads}.db", "--study", "bench"],
                    check=True, capture_output=True, text=True)
-    return time.perf_counter() - t0
+    t1 = time.time()
+    print(f"{workers} worker(s) x {threads} thread(s): {t1 - t0:.0f} s; "
+          f"{timeline(f'sqlite:///{tmp}/w{workers}t{threads}.db', t0, t1)}", flush=True)
+    return t1 - t0
 
 
 def main() -> None:
@@ -44,10 +60,9 @@ def main() -> None:
         for workers, threads in ((1, 1), (2, 1), (1, 2)):
             seconds = run(workers, threads, args, tmp)
             rates[workers, threads] = args.trials * 3600 / seconds
-            print(f"{workers} worker(s) x {threads} thread(s): {seconds:.0f} s, {rates[workers, threads]:.0f} trials/h",
-                  flush=True)
     base = rates[1, 1]
-    print(f"\n{args.trials} trials on {args.space} under {args.budget}: 2 workers deliver {rates[2, 1] / base:.2f}x the "
+    print("\n" + ", ".join(f"{w}x{t}: {r:.0f} trials/h" for (w, t), r in rates.items()))
+    print(f"{args.trials} trials on {args.space} under {args.budget}: 2 workers deliver {rates[2, 1] / base:.2f}x the "
           f"trials per hour of 1 worker (1 thread each); 1 worker with 2 threads {rates[1, 2] / base:.2f}x")
 
 
