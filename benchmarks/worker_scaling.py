@@ -25,14 +25,12 @@ import optuna
 
 
 def timeline(url: str, t0: float, t1: float) -> str:
-    """Where a run's wall time went: before the first trial, trials, tail, after the last."""
+    """Where a run's wall time went: before the first trial, trials, after the last."""
     trials = [t for t in optuna.load_study(study_name="bench", storage=url).get_trials(deepcopy=False)
               if t.datetime_complete is not None]
-    starts = sorted(t.datetime_start.timestamp() for t in trials)
-    ends = sorted(t.datetime_complete.timestamp() for t in trials)
-    busy = sum(e - s for s, e in zip(starts, ends))
-    return (f"start-up {starts[0] - t0:.0f} s, first start to last end {ends[-1] - starts[0]:.0f} s "
-            f"({busy / len(trials):.1f} s per trial), shut-down {t1 - ends[-1]:.0f} s")
+    first = min(t.datetime_start.timestamp() for t in trials)
+    last = max(t.datetime_complete.timestamp() for t in trials)
+    return f"start-up {first - t0:.0f} s, trials {last - first:.0f} s, shut-down {t1 - last:.0f} s"
 
 
 def run(workers: int, threads: int, args: argparse.Namespace, tmp: str) -> float:

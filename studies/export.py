@@ -274,7 +274,9 @@ def model_card(study, trial, arch, report: ExportReport, seed: int) -> str:
                 ("params", f"{a.get('params', 0) / 1e6:.3f} M ({a.get('params'):,}), 1000 classes"),
                 ("MACs", f"{a.get('macs', 0) / 1e9:.3f} G ({a.get('macs'):,}) at {arch.resolution}x{arch.resolution}, "
                          "1000 classes"),
-                ("latency", f"{a['latency_ms']:.2f} ms (batch 1, the search machine)" if a.get("latency_ms")
+                ("latency", f"{a['latency_ms']:.2f} ms (10th percentile of timed runs, batch 1, "
+                            f"{a.get('latency_threads', '?')} thread(s), {a.get('latency_device', 'the search machine')})"
+                 if a.get("latency_ms")
                  else "not measured (the search had no latency budget)")]
     if a.get("preset"):
         recorded.append(("seeded preset", f"`{a['preset']}` (a published architecture)"))

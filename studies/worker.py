@@ -38,7 +38,7 @@ class CandidateWorker:
         arch = ArchConfig.from_json(arch_json)
         rep = measure_latency(arch, self.latency_resolution, threads=self.threads, max_seconds=self.latency_seconds)
         return {"latency_ms": rep.latency_ms, "latency_ci_ms": [rep.ci_low_ms, rep.ci_high_ms],
-                "latency_device": rep.device, "latency_threads": rep.threads}
+                "latency_median_ms": rep.median_ms, "latency_device": rep.device, "latency_threads": rep.threads}
 
     def epoch(self, key: int, arch_json: str) -> dict:
         """Train candidate ``key`` one more epoch (building it on the first call)."""

@@ -53,6 +53,16 @@ def test_profile_preset_and_config_file(tmp_path):
     assert data["params"] == nas.analytic_cost(nas.get_arch("poolformer_s12"), 64, 10).params
 
 
+def test_profile_latency_records_the_protocol():
+    r = run("profile", "poolformer_s12", "--resolution", "32", "--counter", "analytic", "--latency",
+            "--min-seconds", "0.5", "--max-seconds", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["ci_low_ms"] <= data["latency_ms"] <= data["ci_high_ms"] and data["latency_ms"] <= data["median_ms"]
+    assert data["threads"] == 1 and data["batch"] == 1 and data["resolution"] == 32 and data["backend"] == "torch"
+    assert data["versions"]["torch"] and data["device"].startswith("cpu") and data["runs"] >= 15
+
+
 @pytest.mark.parametrize("args, needle", [
     (("profile", "poolformer_s13"), "poolformer_s12"),
     (("profile", "poolformer_s12", "--resolution", "abc"), "positive int"),

@@ -10,7 +10,7 @@ import torch
 import nas
 from evaluators.cost import count_params, fvcore_macs, measure_cost
 from evaluators.data import DatasetError, dataset_num_classes, load_dataset, prepare
-from evaluators.latency import measure_latency, median_ci
+from evaluators.latency import measure_latency, quantile_ci
 from evaluators.proxies import ZERO_COST_PROXIES, score_proxy
 from evaluators.train import TrainConfig, train_proxy
 
@@ -53,20 +53,24 @@ def test_analytic_matches_fvcore_and_is_faster():
 
 
 def test_latency_protocol_records_everything():
-    rep = measure_latency(_tiny_arch(), resolution=32, threads=1, max_seconds=3)
+    rep = measure_latency(_tiny_arch(), resolution=32, min_seconds=1, max_seconds=3)
     assert rep.latency_ms > 0 and rep.ci_low_ms <= rep.latency_ms <= rep.ci_high_ms
+    assert rep.p25_ms <= rep.median_ms <= rep.p75_ms and rep.latency_ms <= rep.median_ms
     assert rep.runs >= 15 and rep.threads == 1 and rep.batch == 1 and rep.resolution == 32
     assert rep.backend == "torch" and rep.device.startswith("cpu") and "torch" in rep.versions
 
 
 def test_latency_onnxruntime_backend():
-    rep = measure_latency(_tiny_arch(), resolution=32, threads=1, backend="onnxruntime", max_seconds=3)
+    rep = measure_latency(_tiny_arch(), resolution=32, backend="onnxruntime", min_seconds=1, max_seconds=3)
     assert rep.latency_ms > 0 and rep.backend == "onnxruntime" and "onnxruntime" in rep.versions
 
 
-def test_median_ci_is_an_interval_around_the_median():
-    med, lo, hi = median_ci([float(i) for i in range(1, 101)])
+def test_quantile_ci_is_an_interval_around_the_quantile():
+    samples = [float(i) for i in range(100, 0, -1)]
+    med, lo, hi = quantile_ci(samples, 0.5)
     assert lo < med < hi and med == 50.5
+    p10, lo, hi = quantile_ci(samples, 0.1)
+    assert lo < p10 < hi and p10 == 10.9 and hi < 20  # interval from the binomial order statistics
 
 
 @pytest.fixture(scope="module")
