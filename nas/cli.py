@@ -421,7 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "(MobileViT 256). Re-running the same command resumes the study.")
     p.add_argument("--space", required=True, help="search space (see `nas spaces`)")
     p.add_argument("--budget", help="MAC budget, e.g. 500mflop, 1gflop, 1.5GMAC (FLOPs here are MACs)")
-    p.add_argument("--latency-budget", help="latency budget per image, e.g. 20ms (batch 1, this machine)")
+    p.add_argument("--latency-budget", help="latency budget per image, e.g. 20ms: batch 1 on this machine with each "
+                   "worker's threads, the 10th percentile of timed runs (as `nas profile --latency`)")
     p.add_argument("--params-budget", help="parameter budget, e.g. 10m, 500k")
     p.add_argument("--trials", type=int, default=20, help="evaluated candidates in total, resumed runs included "
                    "(over-budget samples are recorded as infeasible and do not count; default 20)")
