@@ -34,15 +34,15 @@ def timeline(url: str, t0: float, t1: float) -> str:
 
 
 def run(workers: int, threads: int, args: argparse.Namespace, tmp: str) -> float:
+    url = f"sqlite:///{tmp}/w{workers}t{threads}.db"
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "nas", "search", "--space", args.space, "--budget", args.budget,
                     "--trials", str(args.trials), "--workers", str(workers), "--worker-threads", str(threads),
                     "--sampler", "random", "--seed", "0", "--epochs", "1", "--train-size", str(args.train_size),
-                    "--val-size", "500", "--storage", f"sqlite:///{tmp}/w{workers}t{threads}.db", "--study", "bench"],
+                    "--val-size", "500", "--storage", url, "--study", "bench"],
                    check=True, capture_output=True, text=True)
     t1 = time.time()
-    print(f"{workers} worker(s) x {threads} thread(s): {t1 - t0:.0f} s; "
-          f"{timeline(f'sqlite:///{tmp}/w{workers}t{threads}.db', t0, t1)}", flush=True)
+    print(f"{workers} worker(s) x {threads} thread(s): {t1 - t0:.0f} s; {timeline(url, t0, t1)}", flush=True)
     return t1 - t0
 
 

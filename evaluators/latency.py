@@ -66,8 +66,8 @@ def quantile_ci(samples: list[float], q: float, z: float = 1.96) -> tuple[float,
     return _quantile(s, q), s[lo], s[hi]
 
 
-def _quantile(samples: list[float], q: float) -> float:
-    s = sorted(samples)  # linear interpolation between order statistics
+def _quantile(s: list[float], q: float) -> float:
+    """The q-quantile of already sorted ``s``, interpolating linearly between order statistics."""
     pos = q * (len(s) - 1)
     lo = int(math.floor(pos))
     return s[lo] + (s[min(lo + 1, len(s) - 1)] - s[lo]) * (pos - lo)
@@ -137,16 +137,16 @@ def measure_latency(arch_or_model: ArchConfig | nn.Module, resolution: Optional[
     if backend == "onnxruntime" and device != "cpu":
         raise ValueError("the onnxruntime backend measures on the CPU only")
     model = model.eval().to(device)
-    if device == "cpu":
-        # In a fresh process, a model runs up to ~15% slower for as long as it lives (measured on
-        # mobileformer_96m) until some large blocks have been freed: glibc then raises its mmap
-        # threshold and serves them from its heap. Freeing a copy first makes every measurement
-        # in a process alike, the first one included.
-        copy.deepcopy(model)
-        model = copy.deepcopy(model)
     x = torch.randn(batch, 3, resolution, resolution, device=device)
 
     if backend == "torch":
+        if device == "cpu":
+            # In a fresh process, a model runs up to ~15% slower for as long as it lives (measured on
+            # mobileformer_96m) until some large blocks have been freed: glibc then raises its mmap
+            # threshold and serves them from its heap. Freeing a copy first makes every measurement
+            # in a process alike, the first one included.
+            copy.deepcopy(model)
+            model = copy.deepcopy(model)
         sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
 
         def run() -> None:
@@ -163,7 +163,8 @@ def measure_latency(arch_or_model: ArchConfig | nn.Module, resolution: Optional[
                                            max_seconds=max_seconds, rel_tol=rel_tol)
 
     value, lo, hi = quantile_ci(samples, QUANTILE)
-    return LatencyReport(value, lo, hi, _quantile(samples, 0.5), _quantile(samples, 0.25), _quantile(samples, 0.75),
+    s = sorted(samples)
+    return LatencyReport(value, lo, hi, _quantile(s, 0.5), _quantile(s, 0.25), _quantile(s, 0.75),
                          len(samples), converged, batch, resolution, threads, "float32", backend,
                          _device_name(device), _versions(backend))
 
