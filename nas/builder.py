@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nas.config import ArchConfig, ConfigError, Params
+from nas.layers import set_drop_path
 from nas.registry import ComponentSpec, Cost, Geometry, Tokens, lookup, out_size
 
 
@@ -183,8 +184,12 @@ class Network(nn.Module):
         return self.head(x, tokens)
 
 
-def build_model(arch: ArchConfig, num_classes: int = 1000) -> nn.Module:
+def build_model(arch: ArchConfig, num_classes: int = 1000, drop_path_rate: float = 0.0) -> nn.Module:
     """Build the plain PyTorch module for ``arch`` (a pure function of the config).
+
+    ``drop_path_rate`` > 0 gives every residual block of the stages stochastic depth, rising
+    linearly from 0 at the first block to the rate at the last (training only; the parameters,
+    state_dict keys, counts and eval-mode graph do not change with it).
 
     >>> import nas, torch
     >>> model = nas.build_model(nas.get_arch("poolformer_s12"), num_classes=10)
@@ -194,6 +199,8 @@ def build_model(arch: ArchConfig, num_classes: int = 1000) -> nn.Module:
     _validated(arch)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be >= 1, got {num_classes}")
+    if not 0.0 <= drop_path_rate < 1.0:
+        raise ConfigError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
     stem, head, stages = None, None, []
     embed, token_proj = nn.Identity(), None
     for p in components(arch, num_classes=num_classes):
@@ -212,7 +219,10 @@ def build_model(arch: ArchConfig, num_classes: int = 1000) -> nn.Module:
     tokens = None
     if arch.global_tokens is not None:
         tokens = Tokens(arch.global_tokens.num, arch.global_tokens.dim or arch.stem.width)
-    return Network(stem, stages, head, tokens)
+    network = Network(stem, stages, head, tokens)
+    if drop_path_rate:
+        set_drop_path(network.stages, drop_path_rate)
+    return network
 
 
 def analytic_cost(arch: ArchConfig, resolution: Optional[int] = None, num_classes: int = 1000) -> Cost:

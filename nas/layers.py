@@ -76,6 +76,57 @@ def conv_norm_act_cost(cin: int, cout: int, k: int, out_hw: tuple[int, int], gro
     return cost + bn_cost(cout, out_hw) if norm else cost
 
 
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): in training, zero a residual branch for a random
+    ``rate`` of the samples and scale the rest by 1 / (1 - rate); the identity otherwise.
+
+    Blocks hold one in front of each residual branch at rate 0, where it adds no operation, no
+    parameter and no random draw; :func:`set_drop_path` gives the rates (``build_model`` does)."""
+
+    def __init__(self, rate: float = 0.0):
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.rate == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.rate
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:.4g}"
+
+
+def drop_path_units(module: nn.Module) -> list[list[DropPath]]:
+    """The residual blocks of ``module`` in forward order, each as the list of its DropPath layers.
+
+    A block is the outermost module with a DropPath among its own children; DropPaths nested
+    deeper inside it (an MBConv inside an EfficientViT block) belong to it and share its rate."""
+    units: list[list[DropPath]] = []
+    claimed: set[int] = set()
+    for child in module.modules():  # pre-order: a block comes before what it holds
+        if id(child) in claimed or not any(isinstance(c, DropPath) for c in child.children()):
+            continue
+        claimed.update(id(m) for m in child.modules())
+        units.append([m for m in child.modules() if isinstance(m, DropPath)])
+    return units
+
+
+def set_drop_path(module: nn.Module, rate: float) -> int:
+    """Give the residual blocks of ``module`` stochastic depth rising linearly with depth, from 0
+    at the first block to ``rate`` at the last (as timm's ``linspace(0, rate, blocks)``); the
+    number of blocks."""
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"drop_path_rate must be in [0, 1), got {rate}")
+    units = drop_path_units(module)
+    for i, unit in enumerate(units):
+        block_rate = rate * i / (len(units) - 1) if len(units) > 1 else rate
+        for layer in unit:
+            layer.rate = block_rate
+    return len(units)
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map."""
 

@@ -22,7 +22,7 @@ from torch import nn
 from nas.blocks.mbconv import FusedMBConv, FusedMBConvParams, fused_mbconv_cost
 from nas.config import Params
 from nas.domains import Choice, IntRange, Seq, param
-from nas.layers import (LayerNorm2d, Mlp, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, mlp_cost,
+from nas.layers import (DropPath, LayerNorm2d, Mlp, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, mlp_cost,
                         window_partition, window_reverse)
 from nas.registry import Cost, Geometry, out_size, register
 
@@ -124,10 +124,11 @@ class LEWinBlock(nn.Module):
         self.attn = LEWinAttention(dim, p.num_heads, p.window_size, shifted)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * p.mlp_ratio), "gelu")
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class LEWinStage(nn.Module):

@@ -15,7 +15,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import (LayerNorm2d, Mlp, RelativePositionBias, XStack, attention_cost, conv_cost, hw, linear_cost,
+from nas.layers import (DropPath, LayerNorm2d, Mlp, RelativePositionBias, XStack, attention_cost, conv_cost, hw, linear_cost,
                         ln_cost, mlp_cost, relative_position_bias_params, to_map, to_tokens)
 from nas.registry import Cost, Geometry, out_size, register
 
@@ -73,13 +73,14 @@ class RelAttentionBlock(nn.Module):
         self.attn = RelAttention(cin, cout, cout // p.head_dim, design_size)
         self.norm2 = nn.LayerNorm(cout, eps=NORM_EPS)
         self.mlp = Mlp(cout, int(cout * p.mlp_ratio), p.act)
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = self.shortcut(self.pool(x))
         y = self.pool(self.norm1(x))
         size = (y.shape[2], y.shape[3])
-        t = to_tokens(shortcut) + self.attn(to_tokens(y), size)
-        t = t + self.mlp(self.norm2(t))
+        t = to_tokens(shortcut) + self.drop_path(self.attn(to_tokens(y), size))
+        t = t + self.drop_path(self.mlp(self.norm2(t)))
         return to_map(t, size)
 
 

@@ -15,7 +15,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import (Mlp, XStack, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, make_act, mlp_cost,
+from nas.layers import (DropPath, Mlp, XStack, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, make_act, mlp_cost,
                         to_map, to_tokens)
 from nas.registry import Cost, Geometry, register
 
@@ -40,10 +40,11 @@ class MB4DBlock(nn.Module):
                                  nn.Conv2d(hidden, dim, 1), nn.BatchNorm2d(dim))
         self.scale1 = nn.Parameter(torch.full((dim, 1, 1), p.layer_scale_init))
         self.scale2 = nn.Parameter(torch.full((dim, 1, 1), p.layer_scale_init))
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.scale1 * (self.pool(x) - x)
-        return x + self.scale2 * self.mlp(x)
+        x = x + self.drop_path(self.scale1 * (self.pool(x) - x))
+        return x + self.drop_path(self.scale2 * self.mlp(x))
 
 
 def _count_mb4d(geo: Geometry, depth: int, p: MB4DParams) -> Cost:
@@ -124,10 +125,11 @@ class MB3DBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * p.mlp_ratio), p.act)
         self.scale1 = nn.Parameter(torch.full((dim,), p.layer_scale_init))
         self.scale2 = nn.Parameter(torch.full((dim,), p.layer_scale_init))
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        x = x + self.scale1 * self.attn(self.norm1(x), size)
-        return x + self.scale2 * self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.scale1 * self.attn(self.norm1(x), size))
+        return x + self.drop_path(self.scale2 * self.mlp(self.norm2(x)))
 
 
 class MB3DStage(nn.Module):

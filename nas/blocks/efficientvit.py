@@ -16,7 +16,7 @@ from torch import nn
 from nas.blocks.mbconv import MBConv, MBConvParams, mbconv_cost
 from nas.config import Params
 from nas.domains import Choice, IntRange, Seq, param
-from nas.layers import XStack, bn_cost, conv_cost, conv_norm_act_cost, hw, linear_cost, ln_cost, make_act
+from nas.layers import DropPath, XStack, bn_cost, conv_cost, conv_norm_act_cost, hw, linear_cost, ln_cost, make_act
 from nas.registry import Cost, Geometry, register
 
 ACTS = ("hswish", "gelu", "relu", "silu")
@@ -97,10 +97,11 @@ class EfficientViTBlock(nn.Module):
     def __init__(self, dim: int, p: LiteMLAParams):
         super().__init__()
         self.context = LiteMLA(dim, p)
-        self.local = MBConv(dim, dim, 1, _local_params(p))  # residual inside (same shape)
+        self.local = MBConv(dim, dim, 1, _local_params(p))  # residual inside (same shape), its drop path too
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.local(x + self.context(x))
+        return self.local(x + self.drop_path(self.context(x)))
 
 
 def _count(geo: Geometry, depth: int, p: LiteMLAParams) -> Cost:

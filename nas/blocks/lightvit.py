@@ -21,7 +21,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, LayerNorm2d, RelativePositionBias, attention_cost, conv_cost, conv_norm_act_cost,
+from nas.layers import (ConvNormAct, DropPath, LayerNorm2d, RelativePositionBias, attention_cost, conv_cost, conv_norm_act_cost,
                         hw, linear_cost, ln_cost, padded, relative_position_bias_params, to_map, to_tokens,
                         window_partition, window_reverse)
 from nas.registry import Cost, Geometry, out_size, register
@@ -200,10 +200,11 @@ class LightViTBlock(nn.Module):
         self.attn = LightViTAttention(dim, p)
         self.norm2 = nn.LayerNorm(dim, eps=BLOCK_EPS)
         self.mlp = BiAttnMlp(dim, int(dim * p.mlp_ratio), int(dim * p.reduce_ratio))
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor, num_tokens: int, size: tuple[int, int]) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), num_tokens, size)
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x), num_tokens, size))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class LightViTStage(nn.Module):

@@ -22,7 +22,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, SqueezeExcite, XStack, bn_cost, conv_cost, conv_norm_act_cost,
+from nas.layers import (ConvNormAct, DropPath, SqueezeExcite, XStack, bn_cost, conv_cost, conv_norm_act_cost,
                         squeeze_excite_cost)
 from nas.registry import Cost, Geometry, out_size, register
 
@@ -137,9 +137,14 @@ def _shortcut_cost(cin: int, cout: int, stride: int, kind: str, out: tuple[int, 
 
 
 class _Residual(nn.Module):
+    def _residual(self, shortcut: Optional[nn.Module]) -> None:
+        self.shortcut = shortcut
+        # stochastic depth only where a shortcut carries the input past the body
+        self.drop_path = DropPath() if shortcut is not None else None
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.body(x)
-        return y if self.shortcut is None else y + self.shortcut(x)
+        return y if self.shortcut is None else self.drop_path(y) + self.shortcut(x)
 
 
 class MBConv(_Residual):
@@ -160,7 +165,7 @@ class MBConv(_Residual):
             layers.append(SqueezeExcite(hidden, _se_width(cin, cout, hidden, p), p.se_act))
         layers.append(ConvNormAct(hidden, cout, 1, act="none", norm=not pre, bias=pre))
         self.body = nn.Sequential(*layers)
-        self.shortcut = _make_shortcut(cin, cout, stride, p.shortcut)
+        self._residual(_make_shortcut(cin, cout, stride, p.shortcut))
 
 
 def mbconv_cost(cin: int, cout: int, stride: int, size: tuple[int, int], p: MBConvParams) -> Cost:
@@ -194,7 +199,7 @@ class FusedMBConv(_Residual):
                 layers.append(SqueezeExcite(hidden, _se_width(cin, cout, hidden, p), p.se_act))
             layers.append(ConvNormAct(hidden, cout, 1, act="none", norm=not pre, bias=pre))
         self.body = nn.Sequential(*layers)
-        self.shortcut = _make_shortcut(cin, cout, stride, p.shortcut)
+        self._residual(_make_shortcut(cin, cout, stride, p.shortcut))
 
 
 def fused_mbconv_cost(cin: int, cout: int, stride: int, size: tuple[int, int], p: FusedMBConvParams) -> Cost:

@@ -9,7 +9,7 @@ from torch import nn
 from nas.blocks.common import make_norm2d, norm2d_cost
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import XStack, conv_cost, hw, make_act
+from nas.layers import DropPath, XStack, conv_cost, hw, make_act
 from nas.registry import Cost, Geometry, register
 
 
@@ -34,11 +34,12 @@ class PoolMixerBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Conv2d(dim, hidden, 1), make_act(p.act), nn.Conv2d(hidden, dim, 1))
         self.scale1 = nn.Parameter(torch.full((dim, 1, 1), p.layer_scale_init))
         self.scale2 = nn.Parameter(torch.full((dim, 1, 1), p.layer_scale_init))
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm1(x)
-        x = x + self.scale1 * (self.pool(y) - y)
-        return x + self.scale2 * self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.scale1 * (self.pool(y) - y))
+        return x + self.drop_path(self.scale2 * self.mlp(self.norm2(x)))
 
 
 def _count(geo: Geometry, depth: int, p: PoolMixerParams) -> Cost:

@@ -23,7 +23,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, TokenStack, XStack, bn_cost, conv_norm_act_cost, hw, linear_cost, ln_cost,
+from nas.layers import (ConvNormAct, DropPath, TokenStack, XStack, bn_cost, conv_norm_act_cost, hw, linear_cost, ln_cost,
                         mlp_cost, Mlp)
 from nas.registry import Cost, Geometry, Tokens, register
 
@@ -236,10 +236,11 @@ class DownsampleMobile(nn.Module):
         self.dw2 = _conv_bn(cout, inner, 3, groups=cout, shuffle=cout if shuffle else 1)
         self.act2 = DynamicReLU(token_dim, inner, p.dyrelu_reduction)
         self.pw2 = _conv_bn(inner, cout, 1, groups=p.groups)
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         x = self.pw1(self.act1(self.dw1(x), tokens))
-        return x + self.pw2(self.act2(self.dw2(x), tokens))
+        return x + self.drop_path(self.pw2(self.act2(self.dw2(x), tokens)))
 
 
 def _downsample_cost(cin, cout, hidden, size, d, p: MobileFormerParams) -> Cost:
@@ -260,12 +261,15 @@ class MobileFormerBlock(nn.Module):
             self.mobile = DownsampleMobile(cin, cout, stride, hidden, token_dim, p)
         self.to_mobile = FormerToMobile(cout, token_dim, p.bridge_heads)
         self.residual = stride == 1 and cin == cout
+        # on the Mobile branch's residuals (here, or the inner skip of a stride-2 block); the
+        # token side (bridges, Former) keeps its post-norm residuals whole
+        self.drop_path = DropPath() if self.residual else None
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor):
         tokens = self.former(self.to_former(x, tokens))  # the bridge reads the block's input
         out = self.mobile(x, tokens)
         if self.residual:  # added before Former->Mobile, as the official code does
-            out = out + x
+            out = self.drop_path(out) + x
         return self.to_mobile(out, tokens), tokens
 
 
@@ -315,9 +319,10 @@ class BneckLite(nn.Module):
         layers.append(ConvNormAct(hidden, cout, 1, groups=p.groups, act="none"))
         self.conv = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
+        self.drop_path = DropPath() if self.residual else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv(x) if self.residual else self.conv(x)
+        return x + self.drop_path(self.conv(x)) if self.residual else self.conv(x)
 
 
 def _bneck_lite_count(geo: Geometry, depth: int, p: BneckLiteParams) -> Cost:

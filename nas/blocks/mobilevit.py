@@ -15,7 +15,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, Mlp, XStack, attention_cost, conv_cost, conv_norm_act_cost, hw, linear_cost,
+from nas.layers import (ConvNormAct, DropPath, Mlp, XStack, attention_cost, conv_cost, conv_norm_act_cost, hw, linear_cost,
                         ln_cost, mlp_cost, padded)
 from nas.registry import Cost, Geometry, register
 
@@ -65,10 +65,12 @@ class TransformerLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * p.mlp_ratio), p.act)
         self.drop = nn.Dropout(p.dropout)
+        # the unfolded sequences are (batch x patch offsets) long, so a sample here is one offset of an image
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.drop(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.drop(self.mlp(self.norm2(x))))
 
 
 class MobileViTBlock(nn.Module):

@@ -25,7 +25,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import Mlp, XStack, bn_cost, conv_cost, hw, ln_cost, mlp_cost
+from nas.layers import DropPath, Mlp, XStack, bn_cost, conv_cost, hw, ln_cost, mlp_cost
 from nas.registry import Cost, Geometry, register
 
 
@@ -64,14 +64,15 @@ class SparseMlpBlock(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * p.mlp_ratio), "gelu")
         self.act = nn.GELU()
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dw_conv(self.act(self.dw_norm(x)))
         y = self.act(self.mix_norm(y))
         # concatenation order as in the official code: its `proj_h` mixes along W, `proh_w` along H
         y = torch.cat([y, self.mix_w(y), self.mix_h(y.transpose(2, 3)).transpose(2, 3)], 1)
-        x = x + self.fuse(y)
-        return x + self.mlp(self.norm(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2)
+        x = x + self.drop_path(self.fuse(y))
+        return x + self.drop_path(self.mlp(self.norm(x.permute(0, 2, 3, 1))).permute(0, 3, 1, 2))
 
 
 def _count(geo: Geometry, depth: int, p: SparseMlpParams) -> Cost:

@@ -25,7 +25,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import (Mlp, RelativePositionBias, attention_cost, hw, linear_cost, ln_cost, mlp_cost, padded,
+from nas.layers import (DropPath, Mlp, RelativePositionBias, attention_cost, hw, linear_cost, ln_cost, mlp_cost, padded,
                         relative_position_bias_params, window_partition, window_reverse)
 from nas.registry import Cost, Geometry, register
 
@@ -102,6 +102,7 @@ class WindowBlock(nn.Module):
         self.attn = attention
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, hidden, "gelu")
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, h, w, c = x.shape
@@ -116,8 +117,8 @@ class WindowBlock(nn.Module):
         y = window_reverse(self.attn(windows, window, mask), window, (hp, wp), (hp, wp))
         if shift:
             y = torch.roll(y, (shift, shift), (1, 2))
-        x = x + y[:, :h, :w]
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(y[:, :h, :w])
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 class WindowStage(nn.Module):

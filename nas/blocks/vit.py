@@ -16,7 +16,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import Mlp, attention_cost, hw, linear_cost, ln_cost, mlp_cost, to_map, to_tokens
+from nas.layers import DropPath, Mlp, attention_cost, hw, linear_cost, ln_cost, mlp_cost, to_map, to_tokens
 from nas.registry import Cost, Geometry, register
 
 
@@ -57,10 +57,11 @@ class ViTBlock(nn.Module):
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, hidden, "gelu")
+        self.drop_path = DropPath()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
 def _joined_tokens(geo: Geometry) -> int:
