@@ -47,12 +47,64 @@ class Dataset:
     def channels(self) -> int:
         return self.train_x.shape[1]
 
+    def split_validation(self, val_size: Optional[int], seed: int = 0,
+                         train_size: Optional[int] = None) -> tuple["Images", "Images"]:
+        """(training images, validation images), both carved out of the TRAINING split; the test
+        split is left alone, for reporting only.
+
+        One permutation of the training split, fixed by ``seed``: its first ``val_size`` images are
+        held out for validation, the next ``train_size`` (default: all the rest) are trained on. So
+        the validation images depend only on the data set, ``val_size`` and ``seed`` (not on
+        ``train_size``), and never overlap the trained ones. ``val_size`` None holds out a tenth.
+
+        >>> train, val = load_dataset("fashion-mnist").split_validation(1000, seed=0, train_size=5000)
+        >>> len(train), len(val), val.source
+        (5000, 1000, 'train split, 1000 held-out images, seed 0')
+        """
+        n = len(self.train_y)
+        if val_size is None:
+            val_size = max(1, n // 10)
+        if not 1 <= val_size < n:
+            raise DatasetError(f"val_size must be between 1 and {n - 1} (the {self.name} training split has {n} "
+                               f"images), got {val_size}")
+        if train_size is not None and not 1 <= train_size <= n - val_size:
+            raise DatasetError(f"train_size must be between 1 and {n - val_size} ({n} training images, "
+                               f"{val_size} held out for validation), got {train_size}")
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+        val_index = order[:val_size]
+        train_index = order[val_size:] if train_size is None else order[val_size:val_size + train_size]
+        source = f"train split, {val_size} held-out images, seed {seed}"
+        return (Images(self.train_x[train_index], self.train_y[train_index], train_index,
+                       f"train split, {len(train_index)} images, seed {seed}"),
+                Images(self.train_x[val_index], self.train_y[val_index], val_index, source))
+
+    def test_images(self, size: Optional[int] = None, seed: int = 0) -> "Images":
+        """The test split (or a seeded random ``size`` of it): for reporting, never for selection."""
+        n = len(self.test_y)
+        index = torch.arange(n) if not size or size >= n else \
+            torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
+        return Images(self.test_x[index], self.test_y[index], index, f"test split, {len(index)} images")
+
     def subset(self, train: Optional[int] = None, test: Optional[int] = None, seed: int = 0) -> "Dataset":
         """A class-balanced-in-expectation random slice (fixed by ``seed``)."""
         g = torch.Generator().manual_seed(seed)
         tr = torch.randperm(len(self.train_y), generator=g)[:train] if train else slice(None)
         te = torch.randperm(len(self.test_y), generator=g)[:test] if test else slice(None)
         return Dataset(self.name, self.train_x[tr], self.train_y[tr], self.test_x[te], self.test_y[te], self.classes)
+
+
+@dataclass(frozen=True)
+class Images:
+    """Labelled uint8 images taken from a split: ``index`` says which images of that split they
+    are, ``source`` says where they came from in words (recorded with every result)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: torch.Tensor
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.y)
 
 
 def _parse(spec: str) -> tuple[str, str]:

@@ -1,9 +1,11 @@
 """Proxy training: a short, seeded run at reduced resolution (and optionally reduced width),
 reporting validation accuracy after every epoch so a search can stop hopeless candidates early.
 
-The data set stays in memory as uint8; every epoch is resized once up front (bilinear,
-antialiased) so the loop is pure tensor work. Threads default to the machine's cores; on CPU a
-given seed reproduces the same accuracy exactly.
+Validation images are held out of the TRAINING split (``Dataset.split_validation``, seeded), so a
+search never selects on the test split; :func:`test_accuracy` measures the test split apart, for
+reporting only. The data set stays in memory as uint8; it is resized once up front (bilinear,
+antialiased) so the loop is pure tensor work. ``threads`` borrows torch's thread count for the
+work and restores it; on CPU a given seed reproduces the same accuracy exactly.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from evaluators.data import Dataset, channel_stats, prepare
+from evaluators.data import Dataset, Images, channel_stats, prepare
+from evaluators.threads import torch_threads
 from nas.builder import build_model, scale_widths
 from nas.config import ArchConfig
 
@@ -37,8 +40,8 @@ class TrainConfig:
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.1
-    train_size: Optional[int] = 10000  # None = the whole training split
-    val_size: Optional[int] = 2000
+    train_size: Optional[int] = 10000  # None = the whole training split less the validation images
+    val_size: Optional[int] = 2000  # held out of the training split; None = a tenth of it
     seed: int = 0
     threads: Optional[int] = None
     channels_last: bool = True
@@ -54,6 +57,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     device: str = "cpu"
+    validation: str = ""  # where the validation images came from, e.g. "train split, 2000 held-out images, seed 0"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,12 +73,16 @@ class ProxyTrainer:
     def __init__(self, arch: ArchConfig, data: Dataset, cfg: TrainConfig = TrainConfig(),
                  device: Optional[str] = None):
         self.cfg, self.device = cfg, device or default_device()
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        data = data.subset(cfg.train_size, cfg.val_size, seed=cfg.seed)
-        mean, std = channel_stats(data.train_x)
-        self.train_x, self.train_y = prepare(data.train_x, cfg.resolution, mean, std), data.train_y
-        self.val_x, self.val_y = prepare(data.test_x, cfg.resolution, mean, std), data.test_y
+        with torch_threads(cfg.threads):
+            self._setup(arch, data)
+
+    def _setup(self, arch: ArchConfig, data: Dataset) -> None:
+        cfg, self._data = self.cfg, data
+        train, val = data.split_validation(cfg.val_size, seed=cfg.seed, train_size=cfg.train_size)
+        self.validation = val.source
+        self.mean, self.std = channel_stats(train.x)
+        self.train_x, self.train_y = prepare(train.x, cfg.resolution, self.mean, self.std), train.y
+        self.val_x, self.val_y = prepare(val.x, cfg.resolution, self.mean, self.std), val.y
         self.memory_format = (torch.channels_last if cfg.channels_last and self.device == "cpu"
                               else torch.contiguous_format)
         torch.manual_seed(cfg.seed)
@@ -102,7 +110,18 @@ class ProxyTrainer:
         return self.seen / max(self.train_seconds, 1e-9)
 
     def run_epoch(self) -> float:
-        """One epoch of training, then the validation accuracy."""
+        """One epoch of training, then the validation accuracy (held-out training images)."""
+        with torch_threads(self.cfg.threads):
+            return self._run_epoch()
+
+    def test_accuracy(self, size: Optional[int] = None) -> float:
+        """Accuracy on the test split (or ``size`` images of it), for reporting only."""
+        with torch_threads(self.cfg.threads):
+            return test_accuracy(self.model, self._data, self.cfg.resolution, self.mean, self.std,
+                                 batch_size=self.cfg.batch_size * 2, device=self.device, size=size,
+                                 memory_format=self.memory_format)
+
+    def _run_epoch(self) -> float:
         cfg, device = self.cfg, self.device
         self.model.train()
         t0 = time.perf_counter()
@@ -135,7 +154,7 @@ def train_proxy(arch: ArchConfig, data: Dataset, cfg: TrainConfig = TrainConfig(
     """
     start = time.perf_counter()
     trainer = ProxyTrainer(arch, data, cfg, device)
-    result = TrainResult(0.0, device=trainer.device)
+    result = TrainResult(0.0, device=trainer.device, validation=trainer.validation)
     for epoch in range(cfg.epochs):
         result.accuracy = trainer.run_epoch()
         result.epochs_run = epoch + 1
@@ -160,3 +179,16 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_siz
         logits = model(x[i:i + batch_size].to(device, memory_format=memory_format))
         correct += (logits.argmax(1).cpu() == y[i:i + batch_size]).sum().item()
     return correct / max(1, len(x))
+
+
+def test_accuracy(model: torch.nn.Module, data: Dataset, resolution: int, mean: torch.Tensor, std: torch.Tensor, *,
+                  batch_size: int = 256, device: str = "cpu", size: Optional[int] = None, seed: int = 0,
+                  memory_format: torch.memory_format = torch.contiguous_format) -> float:
+    """Top-1 accuracy of ``model`` on the TEST split of ``data`` (all of it, or a seeded ``size``),
+    normalised with the training statistics ``mean``/``std``. For reporting only: nothing in a
+    search or a training run selects on it."""
+    images: Images = data.test_images(size, seed)
+    return evaluate(model, prepare(images.x, resolution, mean, std), images.y, batch_size, device, memory_format)
+
+
+test_accuracy.__test__ = False  # not a pytest test, though its name starts with "test_"

@@ -9,10 +9,11 @@ import torch
 
 import nas
 from evaluators.cost import count_params, fvcore_macs, measure_cost
-from evaluators.data import DatasetError, dataset_num_classes, load_dataset, prepare
+from evaluators.data import Dataset, DatasetError, dataset_num_classes, load_dataset, prepare
 from evaluators.latency import measure_latency, quantile_ci
 from evaluators.proxies import ZERO_COST_PROXIES, score_proxy
-from evaluators.train import TrainConfig, train_proxy
+from evaluators.threads import torch_threads
+from evaluators.train import ProxyTrainer, TrainConfig, train_proxy
 
 TINY = "poolformer_s12"
 
@@ -108,9 +109,48 @@ def test_training_beats_chance_and_is_deterministic(fmnist):
     assert again.history == first.history
 
 
-def test_training_at_reduced_width(fmnist):
-    from evaluators.train import ProxyTrainer
+def test_validation_split_is_held_out_of_the_training_split(fmnist):
+    train, val = fmnist.split_validation(500, seed=3, train_size=2000)
+    assert len(train) == 2000 and len(val) == 500
+    assert not set(train.index.tolist()) & set(val.index.tolist())  # never trained on
+    assert torch.equal(val.x, fmnist.train_x[val.index]) and torch.equal(val.y, fmnist.train_y[val.index])
+    assert val.source == "train split, 500 held-out images, seed 3"
+    again_train, again_val = fmnist.split_validation(500, seed=3)  # the held-out images do not depend on train_size
+    assert torch.equal(again_val.index, val.index) and len(again_train) == 60000 - 500
+    assert not torch.equal(fmnist.split_validation(500, seed=4)[1].index, val.index)
+    with pytest.raises(DatasetError, match="val_size must be between 1 and 59999"):
+        fmnist.split_validation(60000)
+    with pytest.raises(DatasetError, match="train_size must be between 1 and 59500"):
+        fmnist.split_validation(500, train_size=59501)
 
+
+def test_proxy_training_never_touches_the_test_split(fmnist):
+    """Selection scores come from held-out training images: a data set without a test split trains
+    and validates the same, and the validation images are those of the seeded split."""
+    cfg = TrainConfig(epochs=1, resolution=32, train_size=512, val_size=256, batch_size=64, seed=5)
+    no_test = Dataset(fmnist.name, fmnist.train_x, fmnist.train_y, fmnist.test_x[:0], fmnist.test_y[:0], fmnist.classes)
+    result = train_proxy(_tiny_arch(), no_test, cfg)
+    assert result.history == train_proxy(_tiny_arch(), fmnist, cfg).history and result.accuracy > 0.2
+    assert result.to_dict()["validation"] == "train split, 256 held-out images, seed 5"
+    trainer = ProxyTrainer(_tiny_arch(), fmnist, cfg)
+    _, val = fmnist.split_validation(256, seed=5)
+    assert torch.equal(trainer.val_x, prepare(val.x, 32, trainer.mean, trainer.std))
+    assert torch.equal(trainer.val_y, val.y)
+    assert 0 <= trainer.test_accuracy(size=200) <= 1  # the test split, measured apart
+
+
+def test_proxy_training_borrows_the_thread_count(fmnist):
+    seen = []
+    cfg = TrainConfig(epochs=1, resolution=32, train_size=128, val_size=64, batch_size=64, threads=1)
+    with torch_threads(2):
+        trainer = ProxyTrainer(_tiny_arch(), fmnist, cfg)
+        trainer.model.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+        trainer.run_epoch()
+        assert torch.get_num_threads() == 2  # restored
+    assert seen and set(seen) == {1}
+
+
+def test_training_at_reduced_width(fmnist):
     cfg = TrainConfig(epochs=1, resolution=32, train_size=256, val_size=64, batch_size=64)
     full = ProxyTrainer(_tiny_arch(), fmnist, cfg)
     half = ProxyTrainer(_tiny_arch(), fmnist, TrainConfig(**{**cfg.__dict__, "width_mult": 0.5}))
