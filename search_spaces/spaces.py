@@ -71,7 +71,12 @@ def family_space(name: str, description: str, presets: tuple[str, ...], searched
     flats = [flatten(a) for a in archs]
     patterns = [_pattern(p) for p in searched]
     overrides: dict = {}
+    # the stage pattern is one dimension (layout) or per-stage ones (num_stages, stages.N.block), not both
+    structural = re.compile(r"num_stages|stages\.\d+\.block" if layouts else r"layout")
     for label in sorted(set().union(*flats)):
+        parent = overrides.get(label.rsplit(".", 1)[0])
+        if structural.fullmatch(label) or (isinstance(parent, Fixed) and isinstance(parent.value, tuple)):
+            continue  # not a dimension here (a fixed tuple has no per-item dimensions)
         values = [f[label] for f in flats if label in f]
         tie = _tie(label, flats)
         if tie:
