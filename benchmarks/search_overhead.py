@@ -50,7 +50,7 @@ print(len(results), time.perf_counter() - t0)
 
 def run_ours(space: str, trials: int, seed: int, tmp: str) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "nas", "search", "--space", space, "--proxy", "params", "--trials",
+    subprocess.run([sys.executable, "-m", "nas_cli", "search", "--space", space, "--proxy", "params", "--trials",
                     str(trials), "--seed", str(seed), "--storage", f"sqlite:///{tmp}/ours.db", "--study", "bench"],
                    check=True, capture_output=True, text=True)
     return time.perf_counter() - t0

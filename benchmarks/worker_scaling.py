@@ -36,7 +36,7 @@ def timeline(url: str, t0: float, t1: float) -> str:
 def run(workers: int, threads: int, args: argparse.Namespace, tmp: str) -> float:
     url = f"sqlite:///{tmp}/w{workers}t{threads}.db"
     t0 = time.time()
-    subprocess.run([sys.executable, "-m", "nas", "search", "--space", args.space, "--budget", args.budget,
+    subprocess.run([sys.executable, "-m", "nas_cli", "search", "--space", args.space, "--budget", args.budget,
                     "--trials", str(args.trials), "--workers", str(workers), "--worker-threads", str(threads),
                     "--sampler", "random", "--seed", "0", "--epochs", "1", "--train-size", str(args.train_size),
                     "--val-size", "500", "--storage", url, "--study", "bench"],

@@ -20,13 +20,13 @@ import os
 import platform
 import tempfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 import torch
 from torch import nn
 
+from evaluators.base import torch_threads
 from nas.builder import build_model
 from nas.config import ArchConfig
 
@@ -71,16 +71,6 @@ def _quantile(s: list[float], q: float) -> float:
     pos = q * (len(s) - 1)
     lo = int(math.floor(pos))
     return s[lo] + (s[min(lo + 1, len(s) - 1)] - s[lo]) * (pos - lo)
-
-
-@contextmanager
-def _threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def time_callable(run: Callable[[], None], sync: Callable[[], None] = lambda: None, warmup_seconds: float = 1.0,
@@ -153,7 +143,7 @@ def measure_latency(arch_or_model: ArchConfig | nn.Module, resolution: Optional[
             with torch.inference_mode():
                 model(x)
 
-        with _threads(threads):
+        with torch_threads(threads):
             samples, converged = time_callable(run, sync, min_seconds=min_seconds, max_seconds=max_seconds,
                                                rel_tol=rel_tol)
     else:

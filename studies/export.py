@@ -23,15 +23,16 @@ from __future__ import annotations
 import platform
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
-from studies.search import SearchError
+from studies.record import TrialRecord
+from studies.storage import InputError
 
 ONNX_TOLERANCE = 1e-4  # max abs difference of the logits, ONNX Runtime vs PyTorch
 ONNX_OPSET = 17
 
 
-class ExportError(SearchError):
+class ExportError(InputError):
     """A trial cannot be exported; the message says why (exit code 2 on the command line)."""
 
 
@@ -71,8 +72,9 @@ def select_trial(study, trial: Optional[int] = None, front_rank: Optional[int] =
             last = max((t.number for t in trials), default=None)
             span = f"trials are numbered 0-{last}" if last is not None else "it has no trials"
             raise ExportError(f"study {study.study_name!r} has no trial {trial} ({span})")
-        if "arch" not in found.user_attrs:
-            why = found.user_attrs.get("fail_reason", "no architecture was recorded")
+        record = TrialRecord.from_trial(found)
+        if record.arch_json is None:
+            why = record.reason or "no architecture was recorded"
             raise ExportError(f"trial {trial} of study {study.study_name!r} has no architecture to export ({why})")
         return found
     front = front_frame(study) if pareto_trials(study) else None
@@ -87,17 +89,17 @@ def select_trial(study, trial: Optional[int] = None, front_rank: Optional[int] =
     return next(t for t in study.get_trials(deepcopy=False) if t.number == number)
 
 
-def check_recorded_cost(arch, attrs: dict) -> None:
+def check_recorded_cost(arch, record: TrialRecord) -> None:
     """The config must reproduce the trial's recorded id, params and MACs (design resolution,
     1000 classes), or the study and this code disagree about what the architecture is."""
     import nas
 
-    if attrs.get("arch_id") not in (None, arch.arch_id):
+    if record.arch_id not in (None, arch.arch_id):
         raise ExportError(f"the recorded config hashes to {arch.arch_id}, but the trial recorded arch id "
-                          f"{attrs['arch_id']}: the config format has changed since the search")
+                          f"{record.arch_id}: the config format has changed since the search")
     cost = nas.analytic_cost(arch)
-    wrong = [f"{what} {now:,} != recorded {attrs[what]:,}" for what, now in (("params", cost.params),
-             ("macs", cost.macs)) if what in attrs and attrs[what] != now]
+    wrong = [f"{what} {now:,} != recorded {then:,}" for what, now, then in (("params", cost.params, record.params),
+             ("macs", cost.macs, record.macs)) if then is not None and then != now]
     if wrong:
         raise ExportError("the rebuilt architecture does not match the study: " + "; ".join(wrong)
                           + " (counted at the design resolution with 1000 classes); the blocks' code has changed "
@@ -204,12 +206,12 @@ def export_trial(study, directory: str | Path, trial: Optional[int] = None, fron
     import nas
 
     chosen = select_trial(study, trial, front_rank)
-    attrs = chosen.user_attrs
+    record = TrialRecord.from_trial(chosen)
     try:
-        arch = nas.ArchConfig.from_json(attrs["arch"])
+        arch = record.arch
     except nas.ConfigError as e:
         raise ExportError(f"trial {chosen.number} records a config this version cannot read: {e}") from None
-    check_recorded_cost(arch, attrs)
+    check_recorded_cost(arch, record)
     settings = study.user_attrs.get("settings") or {}
     if num_classes is None:
         from evaluators.data import DatasetError, dataset_num_classes
@@ -249,37 +251,32 @@ def _versions() -> dict:
 
 def model_card(study, trial, arch, report: ExportReport, seed: int) -> str:
     """The card, Markdown: recorded numbers first, then the files and how to load them."""
-    from studies.results import pareto_trials
+    from evaluators.base import list_evaluators
+    from studies.results import metric_names, pareto_trials
 
-    a = trial.user_attrs
+    r = TrialRecord.from_trial(trial)
     settings = study.user_attrs.get("settings") or {}
-    metric = (study.metric_names or ["objective_0"])[0]
-    value = trial.values[0] if trial.values and a.get("feasible") else None
-    train = settings.get("train") or {}
-    if metric == "accuracy":
-        how = (f"validation accuracy after {train.get('epochs')} epoch(s) of proxy training at "
-               f"{train.get('resolution')} px on {train.get('train_size')} images of {settings.get('dataset')} "
-               f"(validated on {train.get('val_size')})")
-    else:
-        how = f"zero-cost proxy score `{metric.removeprefix('proxy_')}` (no training)"
+    metric = metric_names(study)[0]
+    value = trial.values[0] if trial.values and r.feasible else None
+    scorer = next((e for e in list_evaluators() if e.metric == metric), None)
+    how = scorer.how(settings) if scorer is not None else f"`{metric}` (no evaluator of that name is installed)"
     on_front = trial.number in {t.number for t in pareto_trials(study)}
-    status = ("feasible, on the Pareto front" if on_front else "feasible" if a.get("feasible") else
-              f"{trial.state.name.lower()}" + (f" ({a.get('infeasible_reason') or a.get('fail_reason') or a.get('stop_reason')})"
-                                               if a.get('infeasible_reason') or a.get('fail_reason') or a.get('stop_reason') else ""))
+    status = ("feasible, on the Pareto front" if on_front else "feasible" if r.feasible else
+              trial.state.name.lower() + (f" ({r.reason})" if r.reason else ""))
+    lat = r.latency
     recorded = [("study", f"`{study.study_name}` (space `{study.user_attrs.get('space')}`)"),
                 ("trial", f"{trial.number} ({status})"),
                 (metric, f"{value:.4f}" if value is not None and abs(value) < 1e4 else
                  (f"{value:.4g}" if value is not None else "not evaluated")),
                 ("how it was measured", how),
-                ("params", f"{a.get('params', 0) / 1e6:.3f} M ({a.get('params'):,}), 1000 classes"),
-                ("MACs", f"{a.get('macs', 0) / 1e9:.3f} G ({a.get('macs'):,}) at {arch.resolution}x{arch.resolution}, "
+                ("params", f"{(r.params or 0) / 1e6:.3f} M ({r.params:,}), 1000 classes"),
+                ("MACs", f"{(r.macs or 0) / 1e9:.3f} G ({r.macs:,}) at {arch.resolution}x{arch.resolution}, "
                          "1000 classes"),
-                ("latency", f"{a['latency_ms']:.2f} ms (10th percentile of timed runs, batch 1, "
-                            f"{a.get('latency_threads', '?')} thread(s), {a.get('latency_device', 'the search machine')})"
-                 if a.get("latency_ms")
-                 else "not measured (the search had no latency budget)")]
-    if a.get("preset"):
-        recorded.append(("seeded preset", f"`{a['preset']}` (a published architecture)"))
+                ("latency", f"{lat.value:.2f} ms (10th percentile of timed runs, batch 1, "
+                            f"{lat.details.get('threads') or '?'} thread(s), {lat.device})"
+                 if lat is not None else "not measured (the search had no latency budget)")]
+    if r.provenance.preset:
+        recorded.append(("seeded preset", f"`{r.provenance.preset}` (a published architecture)"))
     budgets = [f"{k} {v:g}" for k, v in (("MACs", settings.get("macs_budget")), ("params", settings.get("params_budget")),
                                           ("latency ms", settings.get("latency_budget_ms"))) if v]
     recorded.append(("budgets", ", ".join(budgets) or "none"))

@@ -7,11 +7,13 @@ replaced.
 """
 from __future__ import annotations
 
-import os
 from collections import deque
 from typing import Any, Optional
 
+from evaluators.base import EvalContext, Measurement
 from studies.worker import CandidateWorker
+
+Result = tuple[int, Optional[Measurement], Optional[str]]  # trial key, measurement, or the error line
 
 
 def _error_line(exc: BaseException) -> str:
@@ -21,16 +23,13 @@ def _error_line(exc: BaseException) -> str:
 
 
 class WorkerPool:
-    def __init__(self, settings: Any):
-        self.s = settings
+    """The interface the driver uses: ``idle``, ``submit``, ``next_result``, ``drop``."""
+
+    def __init__(self, settings: Any, context: EvalContext):
+        self.s, self.context = settings, context
         self.workers: list[Any] = []
         self.owner: dict[int, int] = {}  # trial key -> worker index
         self.busy: set[int] = set()
-
-    def _worker_args(self) -> tuple:
-        threads = self.s.worker_threads or max(1, (os.cpu_count() or 1) // max(1, self.s.workers))
-        latency_res = None  # each architecture's own design resolution
-        return (self.s.proxy, self.s.dataset, self.s.train, threads, latency_res)
 
     def __enter__(self) -> "WorkerPool":
         return self
@@ -38,21 +37,24 @@ class WorkerPool:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # the interface the driver uses
     def idle(self) -> bool:
         return len(self.busy) + self._reserved() < len(self.workers)
 
     def _reserved(self) -> int:
-        return len({w for k, w in self.owner.items() if w not in self.busy})
+        return len({w for w in self.owner.values() if w not in self.busy})
 
     def _free_worker(self) -> int:
         taken = self.busy | set(self.owner.values())
         return next(i for i in range(len(self.workers)) if i not in taken)
 
-    def submit(self, key: int, method: str, *args: Any) -> None:
+    def _finished(self, key: int, measurement: Optional[Measurement]) -> None:
+        if measurement is None or measurement.final:
+            self.owner.pop(key, None)
+
+    def submit(self, key: int, task) -> None:
         raise NotImplementedError
 
-    def next_result(self) -> tuple[int, Optional[dict], Optional[str]]:
+    def next_result(self) -> Result:
         raise NotImplementedError
 
     def drop(self, key: int) -> None:
@@ -65,25 +67,24 @@ class WorkerPool:
 class LocalPool(WorkerPool):
     """Evaluates in this process, one candidate at a time (``--workers 0``; tests)."""
 
-    def __init__(self, settings: Any):
-        super().__init__(settings)
-        self.workers = [CandidateWorker(*self._worker_args())]
-        self.results: deque = deque()
+    def __init__(self, settings: Any, context: EvalContext):
+        super().__init__(settings, context)
+        self.workers = [CandidateWorker(context)]
+        self.results: deque[Result] = deque()
 
-    def submit(self, key: int, method: str, *args: Any) -> None:
+    def submit(self, key: int, task) -> None:
         self.owner[key] = 0
         try:
-            self.results.append((key, getattr(self.workers[0], method)(*args), None))
+            self.results.append((key, self.workers[0].run(key, task), None))
         except Exception as e:  # a failing candidate is a result, not a crash
             self.results.append((key, None, _error_line(e)))
         self.busy.add(0)
 
-    def next_result(self):
-        key, result, error = self.results.popleft()
+    def next_result(self) -> Result:
+        key, measurement, error = self.results.popleft()
         self.busy.discard(0)
-        if error is not None or (result or {}).get("done", True):
-            self.owner.pop(key, None)
-        return key, result, error
+        self._finished(key, measurement)
+        return key, measurement, error
 
     def drop(self, key: int) -> None:
         self.owner.pop(key, None)
@@ -93,13 +94,12 @@ class LocalPool(WorkerPool):
 class RayPool(WorkerPool):
     """One Ray actor per worker, each loading the data set once and keeping it in memory."""
 
-    def __init__(self, settings: Any):
-        super().__init__(settings)
+    def __init__(self, settings: Any, context: EvalContext, needs_data: bool):
+        super().__init__(settings, context)
         import ray
 
         self.ray = ray
         if not ray.is_initialized():
-            os.environ.setdefault("RAY_DEDUP_LOGS", "0")
             kwargs = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
                           configure_logging=True)
             if settings.address:
@@ -108,27 +108,26 @@ class RayPool(WorkerPool):
                 ray.init(num_cpus=settings.workers, **kwargs)
         self.actor_cls = ray.remote(num_cpus=1, max_restarts=0)(CandidateWorker)
         self.workers = [self._spawn() for _ in range(settings.workers)]
-        ray.get([w.ping.remote() for w in self.workers])  # fail early if a worker cannot start
+        ray.get([w.ping.remote(needs_data) for w in self.workers])  # fail early if a worker cannot start
         self.pending: dict[Any, tuple[int, int]] = {}  # object ref -> (key, worker index)
 
     def _spawn(self):
-        return self.actor_cls.remote(*self._worker_args())
+        return self.actor_cls.remote(self.context)
 
-    def submit(self, key: int, method: str, *args: Any) -> None:
+    def submit(self, key: int, task) -> None:
         index = self.owner.get(key)
         if index is None:
             index = self.owner[key] = self._free_worker()
-        ref = getattr(self.workers[index], method).remote(*args)
-        self.pending[ref] = (key, index)
+        self.pending[self.workers[index].run.remote(key, task)] = (key, index)
         self.busy.add(index)
 
-    def next_result(self):
+    def next_result(self) -> Result:
         ray = self.ray
         [ref], _ = ray.wait(list(self.pending), num_returns=1)
         key, index = self.pending.pop(ref)
         self.busy.discard(index)
         try:
-            result = ray.get(ref)
+            measurement = ray.get(ref)
         except ray.exceptions.RayActorError as e:
             self.workers[index] = self._spawn()  # the process died; its state is gone
             self.owner.pop(key, None)
@@ -136,9 +135,8 @@ class RayPool(WorkerPool):
         except Exception as e:
             self.owner.pop(key, None)
             return key, None, _error_line(e)
-        if result.get("done", True):
-            self.owner.pop(key, None)
-        return key, result, None
+        self._finished(key, measurement)
+        return key, measurement, None
 
     def drop(self, key: int) -> None:
         index = self.owner.pop(key, None)
@@ -153,5 +151,5 @@ class RayPool(WorkerPool):
             self.ray.shutdown()
 
 
-def make_pool(settings: Any) -> WorkerPool:
-    return LocalPool(settings) if settings.workers == 0 else RayPool(settings)
+def make_pool(settings: Any, context: EvalContext, needs_data: bool = True) -> WorkerPool:
+    return LocalPool(settings, context) if settings.workers == 0 else RayPool(settings, context, needs_data)

@@ -1,24 +1,20 @@
-"""Reading studies back: the Pareto front and trial tables as pandas DataFrames."""
+"""Reading studies back: the Pareto front and trial tables as pandas DataFrames, built from each
+trial's :class:`~studies.record.TrialRecord`."""
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
-from studies.search import SearchError, open_storage
-
-
-def load_study(name: str, storage_url: str):
-    import optuna
-
-    storage = open_storage(storage_url)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    if name not in names:
-        listing = ", ".join(names) if names else "none yet"
-        raise SearchError(f"no study {name!r} in {storage_url} (studies: {listing})")
-    return optuna.load_study(study_name=name, storage=storage)
+from studies.record import TrialRecord
+from studies.storage import open_storage
 
 
-def _feasible(study) -> list:
+def metric_names(study) -> list[str]:
+    return study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+
+
+def feasible_trials(study) -> list:
+    """Complete trials within every budget, in trial order."""
     from optuna.trial import TrialState
 
     return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.user_attrs.get("feasible")]
@@ -28,7 +24,7 @@ def pareto_trials(study) -> list:
     """Non-dominated feasible complete trials (duplicates of one architecture kept once)."""
     signs = [1 if d.name == "MAXIMIZE" else -1 for d in study.directions]
     trials, seen = [], set()
-    for t in _feasible(study):
+    for t in feasible_trials(study):
         if t.user_attrs.get("arch_id") in seen:
             continue
         seen.add(t.user_attrs.get("arch_id"))
@@ -47,16 +43,17 @@ def trials_frame(study):
     """One row per trial with its state, values and recorded attributes."""
     import pandas as pd
 
-    names = study.metric_names or [f"objective_{i}" for i in range(len(study.directions))]
+    names = metric_names(study)
     front = {t.number for t in pareto_trials(study)}
     rows = []
     for t in study.get_trials(deepcopy=False):
-        a = t.user_attrs
-        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, "feasible": a.get("feasible"),
-                               "on_front": t.number in front, "arch_id": a.get("arch_id"), "layout": a.get("layout"),
-                               "widths": a.get("widths"), "depths": a.get("depths"), "params": a.get("params"),
-                               "macs": a.get("macs"), "latency_ms": a.get("latency_ms"), "preset": a.get("preset"),
-                               "reason": a.get("fail_reason") or a.get("infeasible_reason") or a.get("stop_reason"),
+        r = TrialRecord.from_trial(t)
+        lat = r.latency
+        row: dict[str, Any] = {"trial": t.number, "state": t.state.name, "feasible": r.feasible,
+                               "on_front": t.number in front, "arch_id": r.arch_id, "layout": r.layout,
+                               "widths": r.widths, "depths": r.depths, "params": r.params, "macs": r.macs,
+                               "latency_ms": None if lat is None else lat.value, "preset": r.provenance.preset,
+                               "reason": r.reason,
                                "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
                                if t.datetime_complete and t.datetime_start else None}
         for name, value in zip(names, t.values or []):
@@ -70,7 +67,7 @@ def front_frame(study):
     frame = trials_frame(study)
     if frame.empty:
         return frame
-    metric = (study.metric_names or ["objective_0"])[0]
+    metric = metric_names(study)[0]
     front = frame[frame["on_front"]].sort_values(metric, ascending=False)
     return front[[c for c in ("trial", "arch_id", "layout", "widths", "depths", metric, "macs", "params",
                               "latency_ms", "preset") if c in front.columns]].reset_index(drop=True)
@@ -84,17 +81,13 @@ def studies_frame(storage_url: str):
     rows = []
     for s in optuna.get_all_study_summaries(storage):
         study = optuna.load_study(study_name=s.study_name, storage=storage)
-        feasible = _feasible(study)
-        metric = (study.metric_names or ["objective_0"])[0]
+        feasible = feasible_trials(study)
         best = max((t.values[0] for t in feasible), default=None)
         rows.append({"study": s.study_name, "space": study.user_attrs.get("space"), "trials": s.n_trials,
-                     "feasible": len(feasible), "front": len(pareto_trials(study)), "metric": metric, "best": best,
+                     "feasible": len(feasible), "front": len(pareto_trials(study)), "metric": metric_names(study)[0],
+                     "best": best,
                      "started": s.datetime_start.isoformat(timespec="seconds") if s.datetime_start else None})
     return pd.DataFrame(rows)
-
-
-def arch_of(trial) -> Optional[str]:
-    return trial.user_attrs.get("arch")
 
 
 def format_front(frame, metric: str) -> str:

@@ -7,36 +7,41 @@ Order of work for each candidate, cheapest first:
    constraints, so the sampler learns) without building anything;
 3. a candidate already evaluated in this study (same arch id) reuses its result;
 4. latency, when there is a latency budget, measured by a worker; over budget -> infeasible;
-5. the proxy: instant ones (params, macs) in the driver, the rest on a worker, training one
-   epoch per call so candidates below the median of their peers at the same epoch stop early.
+5. the proxy (an evaluator from ``evaluators.base``): instant ones in the driver, the rest on a
+   worker; a stepwise one (training) advances one step per call, so candidates below the median
+   of their peers at the same epoch stop early.
 
 Every tell is committed to the storage at once, so a killed search loses no completed trial;
 on restart, trials left RUNNING by a dead driver are marked failed and enqueued again.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import socket
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from enum import Enum
 from typing import Any, Callable, Optional
 
+from evaluators.base import EvalContext, Measurement, get_evaluator, list_evaluators, SCORE
 from evaluators.train import TrainConfig
 from nas.builder import analytic_cost
 from nas.config import ConfigError
+from studies.record import (Objective, Provenance, RecordWriter, TrialRecord, objective_values, study_objectives,
+                            LATENCY_METRIC)
+from studies.storage import DEFAULT_STORAGE, SearchError, open_storage, set_trial_attr, study_names
 
-DEFAULT_STORAGE = "sqlite:///studies/nas.db"
 SAMPLERS = ("tpe", "nsga2", "random")
-PROXIES = ("train", "synflow", "naswot", "grad_norm", "snip", "params", "macs")
-INSTANT_PROXIES = ("params", "macs")
 
 
-class SearchError(Exception):
-    """A search cannot start or go on; the message says why (exit code 2 on the command line)."""
+def proxy_names() -> list[str]:
+    """The ``--proxy`` choices: every registered score evaluator."""
+    return [e.name for e in list_evaluators(SCORE)]
 
 
 @dataclass(frozen=True)
@@ -61,15 +66,23 @@ class SearchSettings:
     max_invalid: int = 2000
 
     @property
+    def objectives(self) -> tuple[Objective, ...]:
+        return study_objectives(self.proxy, bool(self.latency_budget_ms))
+
+    @property
     def metric_names(self) -> list[str]:
-        first = "accuracy" if self.proxy == "train" else f"proxy_{self.proxy}"
-        return [first, "macs"] + (["latency_ms"] if self.latency_budget_ms else [])
+        return [o.name for o in self.objectives]
+
+    @property
+    def threads_per_worker(self) -> int:
+        return self.worker_threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
 
     def identity(self) -> dict:
         """What must not change when a study is resumed."""
+        reads_data = not get_evaluator(self.proxy).instant  # its score depends on the data settings
         return {"space": self.space, "proxy": self.proxy, "dataset": self.dataset, "macs_budget": self.macs_budget,
                 "latency_budget_ms": self.latency_budget_ms, "params_budget": self.params_budget,
-                "train": asdict(self.train) if self.proxy == "train" else None}
+                "train": asdict(self.train) if reads_data else None}
 
     def default_study_name(self) -> str:
         parts = [self.space, self.proxy]
@@ -80,6 +93,25 @@ class SearchSettings:
         if self.params_budget:
             parts.append(f"{self.params_budget / 1e6:g}Mp")
         return "-".join(parts)
+
+
+def space_dimensions(space) -> dict[str, str]:
+    """The space's dimensions as label -> domain (with its condition): what a study's sampler saw."""
+    return {label: dom + (f" [if {when}]" if when else "") for label, dom, when in space.dimensions()}
+
+
+def space_fingerprint(dimensions: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(dimensions, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def space_changes(before: dict[str, str], now: dict[str, str], limit: int = 3) -> str:
+    """What changed between two listings of a space's dimensions, in a few words."""
+    changed = [f"{k}: {before[k]} -> {now[k]}" for k in sorted(before.keys() & now.keys()) if before[k] != now[k]]
+    added = [f"new {k}" for k in sorted(now.keys() - before.keys())]
+    removed = [f"no more {k}" for k in sorted(before.keys() - now.keys())]
+    items = changed + added + removed
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
 
 
 @dataclass
@@ -93,57 +125,24 @@ class Progress:
     front: int = 0
 
 
-def open_storage(url: str):
-    """An Optuna RDB storage for ``url``; a readable SearchError when the URL or server is bad."""
-    import optuna
-    import sqlalchemy
-    from sqlalchemy.engine import make_url
-
-    try:
-        parsed = make_url(url)
-    except sqlalchemy.exc.ArgumentError:
-        raise SearchError(f"not a database URL: {url!r} (e.g. sqlite:///studies/nas.db or "
-                          "postgresql://user:pass@host/db)") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    sqlite = parsed.get_backend_name() == "sqlite"
-    engine_kwargs = {} if sqlite else {"pool_pre_ping": True}
-    try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ModuleNotFoundError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise SearchError(f"cannot open storage {url!r}: {first}") from None
-    if sqlite:
-        # Every suggest and tell is its own commit. In WAL mode with synchronous=NORMAL a commit
-        # needs no fsync, yet a killed process loses nothing that was committed.
-        sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
-        storage.engine.dispose()
-    return storage
-
-
-def _sqlite_pragmas(connection, _record) -> None:
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
 def make_sampler(name: str, seed: int, trials: int, concurrent: bool = True):
     """Samplers read the constraints each trial records (``Trial.set_constraint``). ``concurrent``:
     several candidates may be under evaluation at once."""
     import optuna
 
-    if name == "tpe":
-        # group: conditional dimensions (per-block parameters) are modelled jointly, not one by one;
-        # constant_liar: trials still running on other workers are not proposed again. It costs a
-        # storage read per suggested value (Optuna's per-ask trial cache is off with it), so only
-        # searches that run candidates concurrently use it.
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=concurrent,
-                                          n_startup_trials=max(4, min(10, trials // 3)))
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+    with warnings.catch_warnings():  # multivariate/group TPE are flagged experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if name == "tpe":
+            # group: conditional dimensions (per-block parameters) are modelled jointly, not one by one;
+            # constant_liar: trials still running on other workers are not proposed again. It costs a
+            # storage read per suggested value (Optuna's per-ask trial cache is off with it), so only
+            # searches that run candidates concurrently use it.
+            return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=concurrent,
+                                              n_startup_trials=max(4, min(10, trials // 3)))
+        if name == "nsga2":
+            return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 3)))
+        if name == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
     raise SearchError(f"unknown sampler {name!r}; choose from {', '.join(SAMPLERS)}")
 
 
@@ -166,6 +165,30 @@ def _alive(driver: str) -> bool:
     return True
 
 
+class Stage(Enum):
+    LATENCY = "latency"  # measuring latency (under a latency budget), before the proxy
+    SCORE = "score"      # the proxy
+
+
+@dataclass(frozen=True)
+class Task:
+    """One call to a worker: run evaluator ``evaluator`` on ``arch_json``; a stepwise task advances
+    the candidate's evaluation by one step (its state stays on the worker between calls)."""
+
+    evaluator: str
+    arch_json: str
+    stepwise: bool = False
+
+
+@dataclass
+class Candidate:
+    """A candidate under evaluation: its trial, its record and the stage it is in."""
+
+    trial: Any
+    record: TrialRecord
+    stage: Stage
+
+
 class Search:
     """Run (or resume) one study. ``on_progress(progress)`` is called after every tell."""
 
@@ -173,49 +196,58 @@ class Search:
         import search_spaces
 
         self.s = settings
-        if settings.proxy not in PROXIES:
-            raise SearchError(f"unknown proxy {settings.proxy!r}; choose from {', '.join(PROXIES)}")
+        if settings.proxy not in proxy_names():
+            raise SearchError(f"unknown proxy {settings.proxy!r}; choose from {', '.join(proxy_names())}")
         if settings.trials < 1:
             raise SearchError(f"--trials must be at least 1, got {settings.trials}")
         try:
             self.space = search_spaces.get_space(settings.space)
         except ConfigError as e:
             raise SearchError(str(e)) from None
+        self.evaluator = get_evaluator(settings.proxy)
+        self.objectives = settings.objectives
         self.name = settings.study_name or settings.default_study_name()
         self.on_progress = on_progress or (lambda p: None)
         self.progress = Progress()
         self.resumed, self.reaped, self.seeded = False, 0, []
-        self.cache: dict[str, tuple] = {}  # arch_id -> (values, attrs) of evaluated candidates
+        self.cache: dict[str, TrialRecord] = {}  # arch_id -> record of an evaluated candidate
         self.epoch_scores: dict[int, list[float]] = {}
-        # instant proxy and no latency to measure: candidates are scored in the driver, one at a time
-        self.instant = settings.proxy in INSTANT_PROXIES and not settings.latency_budget_ms
+        self.writer = RecordWriter()
+        self.study = None
+        # an instant proxy and no latency to measure: candidates are scored in the driver, one at a time
+        self.instant = self.evaluator.instant and not settings.latency_budget_ms
 
     # ------------------------------------------------------------------ study
     def open_study(self):
-        import warnings
-
         import optuna
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-        storage = open_storage(self.s.storage)
-        directions = ["maximize", "minimize"] + (["minimize"] if self.s.latency_budget_ms else [])
+        self.storage = storage = open_storage(self.s.storage)
         concurrent = not self.instant and self.s.workers > 1
         sampler = make_sampler(self.s.sampler, self.s.seed, self.s.trials, concurrent)
-        exists = self.resumed = self.name in [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        study = optuna.create_study(study_name=self.name, storage=storage, directions=directions, sampler=sampler,
-                                    load_if_exists=True)
+        exists = self.resumed = self.name in study_names(storage)
+        study = optuna.create_study(study_name=self.name, storage=storage, sampler=sampler, load_if_exists=True,
+                                    directions=[o.direction for o in self.objectives])
         identity = json.loads(json.dumps(self.s.identity()))
+        dims = space_dimensions(self.space)
         if exists:
             stored = study.user_attrs.get("settings")
             if stored is not None and stored != identity:
                 diff = sorted(k for k in identity if identity[k] != stored.get(k))
                 raise SearchError(f"study {self.name!r} exists with other settings ({', '.join(diff)}); "
                                   "resume it with the same settings or choose another --study name")
+            before = study.user_attrs.get("space_dimensions")
+            if before is not None and before != dims:
+                raise SearchError(f"the space {self.s.space!r} has changed since study {self.name!r} began "
+                                  f"({space_changes(before, dims)}); its sampler cannot go on in a changed space: "
+                                  "start a new study (--study NAME)")
         else:
-            study.set_metric_names(self.s.metric_names)
+            with warnings.catch_warnings():  # flagged experimental since Optuna 3.2, and relied on here
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([o.name for o in self.objectives])
             study.set_user_attr("settings", identity)
             study.set_user_attr("space", self.s.space)
+            study.set_user_attr("space_dimensions", dims)
+            study.set_user_attr("space_fingerprint", space_fingerprint(dims))
         return study
 
     def recover(self, study) -> int:
@@ -226,7 +258,7 @@ class Search:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if _alive(t.user_attrs.get("driver", "")):
                 continue
-            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "interrupted: its search was killed")
+            set_trial_attr(self.storage, self.name, t.number, "reason", "interrupted: its search was killed")
             study.tell(t.number, state=TrialState.FAIL)
             if t.params:
                 study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
@@ -253,10 +285,12 @@ class Search:
         from optuna.trial import TrialState
 
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("feasible"):
-                self.cache.setdefault(t.user_attrs["arch_id"], (t.values, {k: t.user_attrs[k] for k in (
-                    "history", "latency_ms") if k in t.user_attrs}))
-                for e, acc in enumerate(t.user_attrs.get("history", []), 1):
+            record = TrialRecord.from_trial(t)
+            if record.feasible:
+                if self.objectives[0].name not in record.measurements:  # written before measurements
+                    record.measurements[self.objectives[0].name] = Measurement(t.values[0], self.objectives[0].unit)
+                self.cache.setdefault(record.arch_id, record)
+                for e, acc in enumerate(record.history, 1):
                     self.epoch_scores.setdefault(e, []).append(acc)
         self._count(study)
 
@@ -296,9 +330,19 @@ class Search:
                 reasons.append(f"{what} {value:.4g} over budget {budget:.4g}")
         return values, "; ".join(reasons)
 
+    def _record_violations(self, record: TrialRecord) -> tuple[dict[str, float], str]:
+        lat = record.latency
+        return self._violations(record.macs, record.params, None if lat is None else lat.value)
+
     # ------------------------------------------------------------------ running
+    def open(self):
+        """Open (or create) the study and check it may be resumed; ``run`` calls it if needed."""
+        if self.study is None:
+            self.study = self.open_study()
+        return self.study
+
     def run(self) -> Any:
-        study = self.open_study()
+        study = self.open()
         self.reaped = self.recover(study)
         self.seeded = self.enqueue_presets(study)
         self._load_cache(study)
@@ -313,12 +357,15 @@ class Search:
         self.on_progress(self.progress)
         return study
 
+    def context(self) -> EvalContext:
+        return EvalContext(self.s.dataset, self.s.train, self.s.threads_per_worker)
+
     def _deadline(self) -> float:
         return time.monotonic() + self.s.timeout_s if self.s.timeout_s else math.inf
 
-    def _ask(self, study):
-        """Ask until a candidate needs evaluating; handles invalid, infeasible and duplicates here.
-        Returns (trial, arch, cost) or None when the invalid-sample limit is reached."""
+    def _ask(self, study) -> Optional[Candidate]:
+        """Ask until a candidate needs evaluating; handles invalid, infeasible and repeated samples
+        here. Returns None when enough trials are complete."""
         from optuna.trial import TrialState
 
         from search_spaces import InvalidArchitecture
@@ -326,12 +373,12 @@ class Search:
         invalid_run = 0
         while True:
             trial = study.ask()
-            trial.set_user_attr("driver", _driver_id())
+            provenance = Provenance(_driver_id(), trial.user_attrs.get("preset"), trial.user_attrs.get("retry_of"))
+            trial.set_user_attr("driver", provenance.driver)
             try:
                 arch = self.space.sample(trial)
             except InvalidArchitecture as e:
-                trial.set_user_attr("invalid", True)
-                trial.set_user_attr("fail_reason", f"invalid: {e}")
+                self.writer.write(trial, TrialRecord(invalid=True, reason=f"invalid: {e}", provenance=provenance))
                 study.tell(trial, state=TrialState.FAIL)
                 self.progress.invalid += 1
                 invalid_run += 1
@@ -339,44 +386,49 @@ class Search:
                     raise SearchError(f"{invalid_run} invalid samples in a row from space {self.s.space!r}; "
                                       f"last reason: {e}")
                 continue
+            except ValueError as e:
+                if "dynamic value space" not in str(e):
+                    raise
+                # Optuna refuses a dimension whose domain changed, in a study older than space fingerprints
+                study.tell(trial, state=TrialState.FAIL)
+                raise SearchError(f"study {self.name!r} was made with another version of space {self.s.space!r} "
+                                  f"({e}); start a new study (--study NAME)") from None
             cost = analytic_cost(arch)
-            for key, value in (("arch", arch.to_json()), ("arch_id", arch.arch_id), ("layout", arch.layout),
-                               ("widths", [st.width for st in arch.stages]), ("depths", [st.depth for st in arch.stages]),
-                               ("params", cost.params), ("macs", cost.macs)):
-                trial.set_user_attr(key, value)
+            record = TrialRecord.for_arch(arch, cost.params, cost.macs, provenance)
             constraints, reason = self._violations(cost.macs, cost.params, None)
             if reason:
-                self._tell_infeasible(study, trial, cost, constraints, reason)
+                self._tell_infeasible(study, trial, record, constraints, reason)
                 continue
-            if arch.arch_id in self.cache:
-                values, attrs = self.cache[arch.arch_id]
-                for k, v in attrs.items():
-                    trial.set_user_attr(k, v)
-                trial.set_user_attr("duplicate", True)
-                self._tell_complete(study, trial, list(values), constraints)
+            known = self.cache.get(arch.arch_id)
+            if known is not None:
+                record.measurements, record.history = dict(known.measurements), list(known.history)
+                record.provenance.duplicate = True
+                self._tell_complete(study, trial, record)
                 if self._enough():
                     return None
                 continue
-            return trial, arch, cost
+            self.writer.write(trial, record)
+            return Candidate(trial, record, Stage.LATENCY if self.s.latency_budget_ms else Stage.SCORE)
 
-    def _tell_infeasible(self, study, trial, cost, constraints: dict[str, float], reason: str) -> None:
+    def _tell_infeasible(self, study, trial, record: TrialRecord, constraints: dict[str, float], reason: str) -> None:
         for name, value in constraints.items():
             trial.set_constraint(name, value)
-        trial.set_user_attr("feasible", False)
-        trial.set_user_attr("infeasible_reason", reason)
-        worst = 0.0 if self.s.proxy == "train" else -1e300  # maximised objective: the worst possible
-        values = [worst, float(cost.macs)] + ([math.inf] if self.s.latency_budget_ms else [])
-        study.tell(trial, values)
+        record.feasible, record.reason = False, reason
+        self.writer.write(trial, record)
+        study.tell(trial, objective_values(self.objectives, record))
+        self.writer.forget(trial)
         self.progress.infeasible += 1
         self.on_progress(self.progress)
 
-    def _tell_complete(self, study, trial, values: list[float], constraints: dict[str, float]) -> None:
+    def _tell_complete(self, study, trial, record: TrialRecord) -> None:
         from studies.results import pareto_trials
 
-        for name, value in constraints.items():
+        for name, value in self._record_violations(record)[0].items():
             trial.set_constraint(name, value)
-        trial.set_user_attr("feasible", True)
-        study.tell(trial, values)
+        record.feasible = True
+        self.writer.write(trial, record)
+        study.tell(trial, objective_values(self.objectives, record))
+        self.writer.forget(trial)
         self.progress.feasible += 1
         self.progress.complete += 1
         self.progress.front = len(pareto_trials(study))
@@ -387,44 +439,44 @@ class Search:
 
     def _run_instant(self, study) -> None:
         deadline = self._deadline()
+        context = self.context()
         while not self._enough() and time.monotonic() < deadline:
-            asked = self._ask(study)
-            if asked is None:
+            candidate = self._ask(study)
+            if candidate is None:
                 return
-            trial, arch, cost = asked
-            score = float(cost.params if self.s.proxy == "params" else cost.macs)
-            values = [score, float(cost.macs)]
-            self.cache[arch.arch_id] = (values, {})
-            self._tell_complete(study, trial, values, self._violations(cost.macs, cost.params, None)[0])
+            record = candidate.record
+            record.measurements[self.objectives[0].name] = self.evaluator.evaluate(record.arch, context)
+            self.cache[record.arch_id] = record
+            self._tell_complete(study, candidate.trial, record)
 
     # ------------------------------------------------------------------ worker pool
     def _run_pool(self, study) -> None:
         from studies.pool import make_pool
 
-        with make_pool(self.s) as pool:
+        with make_pool(self.s, self.context(), needs_data=not self.evaluator.instant) as pool:
             self._drive(study, pool)
+
+    def _submit(self, pool, candidate: Candidate) -> None:
+        arch_json = candidate.record.arch_json
+        if candidate.stage is Stage.LATENCY:
+            task = Task("latency", arch_json)
+        else:
+            task = Task(self.evaluator.name, arch_json, stepwise=self.evaluator.stepwise)
+        pool.submit(candidate.trial.number, task)
 
     def _drive(self, study, pool) -> None:
         from optuna.trial import TrialState
 
         deadline = self._deadline()
-        running: dict[int, dict] = {}  # trial number -> state
+        running: dict[int, Candidate] = {}
 
-        def submit(state: dict) -> None:
-            trial = state["trial"]
-            if state["stage"] == "latency":
-                pool.submit(trial.number, "latency", state["json"])
-            elif self.s.proxy == "train":
-                pool.submit(trial.number, "epoch", trial.number, state["json"])
-            else:
-                pool.submit(trial.number, "score", state["json"])
-
-        def drop(key: int, state, **attrs: Any) -> None:
+        def end(key: int, state, reason: str, stopped_at: Optional[int] = None) -> None:
             """End a running trial that will not complete (failed, or stopped early)."""
-            trial = running.pop(key)["trial"]
-            for k, v in attrs.items():
-                trial.set_user_attr(k, v)
-            study.tell(trial, state=state)
+            c = running.pop(key)
+            c.record.reason, c.record.stopped_at_epoch = reason, stopped_at
+            self.writer.write(c.trial, c.record)
+            study.tell(c.trial, state=state)
+            self.writer.forget(c.trial)
             pool.drop(key)
             self.on_progress(self.progress)
 
@@ -432,58 +484,49 @@ class Search:
             out_of_time = time.monotonic() >= deadline
             while (not out_of_time and pool.idle() and not self._enough()
                    and self.progress.complete + len(running) < self.s.trials):
-                asked = self._ask(study)
-                if asked is None:
+                candidate = self._ask(study)
+                if candidate is None:
                     break
-                trial, arch, cost = asked
-                state = {"trial": trial, "arch": arch, "cost": cost, "json": arch.to_json(), "history": [],
-                         "latency": None, "stage": "latency" if self.s.latency_budget_ms else "proxy"}
-                running[trial.number] = state
-                submit(state)
+                running[candidate.trial.number] = candidate
+                self._submit(pool, candidate)
             if not running:
                 return
-            key, result, error = pool.next_result()
-            state = running[key]
-            trial = state["trial"]
+            key, measurement, error = pool.next_result()
+            c = running[key]
             if error is not None:
                 self.progress.failed += 1
-                drop(key, TrialState.FAIL, fail_reason=error)
+                end(key, TrialState.FAIL, error)
                 continue
-            cost = state["cost"]
-            if state["stage"] == "latency":
-                state["latency"] = result["latency_ms"]
-                for k, v in result.items():
-                    trial.set_user_attr(k, v)
-                constraints, reason = self._violations(cost.macs, cost.params, result["latency_ms"])
+            if c.stage is Stage.LATENCY:
+                c.record.measurements[LATENCY_METRIC] = measurement
+                constraints, reason = self._record_violations(c.record)
                 if reason:
                     running.pop(key)
-                    self._tell_infeasible(study, trial, cost, constraints, reason)
+                    self._tell_infeasible(study, c.trial, c.record, constraints, reason)
                     continue
-                state["stage"] = "proxy"
-                submit(state)
+                c.stage = Stage.SCORE
+                self.writer.write(c.trial, c.record)
+                self._submit(pool, c)
                 continue
-            state["history"].append(result["accuracy"])
-            if self.s.proxy == "train":
-                trial.set_user_attr("history", state["history"])
-                trial.set_user_attr("images_per_second", result.get("images_per_second"))
-            epoch = result["epoch"]
-            if not result["done"]:
+            if self.evaluator.stepwise:
+                c.record.history.append(measurement.value)
+                self.writer.write(c.trial, c.record)
+            if not measurement.final:
+                epoch = measurement.step
                 peers = self.epoch_scores.get(epoch, [])
-                self.epoch_scores.setdefault(epoch, []).append(result["accuracy"])
-                if (self.s.early_stop and len(peers) >= 4 and result["accuracy"] < statistics.median(peers)) \
-                        or time.monotonic() >= deadline:
-                    why = "below the median of its peers" if time.monotonic() < deadline else "the time limit came"
+                self.epoch_scores.setdefault(epoch, []).append(measurement.value)
+                if time.monotonic() >= deadline:
                     self.progress.stopped += 1
-                    drop(key, TrialState.PRUNED, stopped_at_epoch=epoch, stop_reason=why)
-                    continue
-                submit(state)
+                    end(key, TrialState.PRUNED, "the time limit came", epoch)
+                elif self.s.early_stop and len(peers) >= 4 and measurement.value < statistics.median(peers):
+                    self.progress.stopped += 1
+                    end(key, TrialState.PRUNED, "below the median of its peers", epoch)
+                else:
+                    self._submit(pool, c)
                 continue
-            if epoch:
-                self.epoch_scores.setdefault(epoch, []).append(result["accuracy"])
-            values = [result["accuracy"], float(cost.macs)] + ([state["latency"]] if self.s.latency_budget_ms else [])
-            attrs = {"history": state["history"]} if self.s.proxy == "train" else {}
-            if state["latency"] is not None:
-                attrs["latency_ms"] = state["latency"]
-            self.cache[state["arch"].arch_id] = (values, attrs)
+            if measurement.step:
+                self.epoch_scores.setdefault(measurement.step, []).append(measurement.value)
+            c.record.measurements[self.objectives[0].name] = measurement
+            self.cache[c.record.arch_id] = c.record
             running.pop(key)
-            self._tell_complete(study, trial, values, self._violations(cost.macs, cost.params, state["latency"])[0])
+            self._tell_complete(study, c.trial, c.record)

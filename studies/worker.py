@@ -1,73 +1,48 @@
-"""What a worker does: evaluate candidates on data it keeps in memory.
+"""What a worker does: run evaluators on candidates, with the data it keeps in memory.
 
 A plain class, so it runs in-process (tests, ``--workers 0``) or as a long-lived Ray actor that
-loads the data set once. Candidates arrive as config JSON; training advances one epoch per call
-so the driver can stop hopeless candidates between epochs.
+loads the data set once. Candidates arrive as config JSON inside a :class:`~studies.search.Task`;
+a stepwise evaluation (training) advances one step per call, its state kept here between calls,
+so the driver can stop a hopeless candidate between steps.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import replace
-from typing import Optional
+from typing import Iterator
 
-import torch
-
-from evaluators.train import ProxyTrainer, TrainConfig
+from evaluators.base import EvalContext, Measurement, get_evaluator, torch_threads
 from nas.config import ArchConfig
-
-TRAIN = "train"
 
 
 class CandidateWorker:
-    def __init__(self, proxy: str, dataset: str, train: TrainConfig, threads: int, latency_resolution: Optional[int] = None,
-                 latency_seconds: float = 5.0):
-        from evaluators.data import load_dataset
+    def __init__(self, context: EvalContext):
+        self.context = context
+        self.running: dict[int, Iterator[Measurement]] = {}  # trial key -> its stepwise evaluation
 
-        torch.set_num_threads(threads)
-        self.proxy, self.train_cfg, self.threads = proxy, replace(train, threads=threads), threads
-        self.data = load_dataset(dataset)
-        self.latency_resolution, self.latency_seconds = latency_resolution, latency_seconds
-        self.trainers: dict[int, ProxyTrainer] = {}
-
-    def ping(self) -> int:
+    def ping(self, needs_data: bool = True) -> int:
+        """Fail early (e.g. the data set is missing on this node) rather than on the first candidate."""
+        if needs_data:
+            self.context.data
         return os.getpid()
 
-    def latency(self, arch_json: str) -> dict:
-        from evaluators.latency import measure_latency
-
-        arch = ArchConfig.from_json(arch_json)
-        rep = measure_latency(arch, self.latency_resolution, threads=self.threads, max_seconds=self.latency_seconds)
-        return {"latency_ms": rep.latency_ms, "latency_ci_ms": [rep.ci_low_ms, rep.ci_high_ms],
-                "latency_median_ms": rep.median_ms, "latency_device": rep.device, "latency_threads": rep.threads}
-
-    def epoch(self, key: int, arch_json: str) -> dict:
-        """Train candidate ``key`` one more epoch (building it on the first call)."""
-        trainer = self.trainers.get(key)
-        if trainer is None:
-            trainer = self.trainers[key] = ProxyTrainer(ArchConfig.from_json(arch_json), self.data, self.train_cfg)
-        try:
-            acc = trainer.run_epoch()
-        except BaseException:
-            self.trainers.pop(key, None)
-            raise
-        done = len(trainer.history) >= self.train_cfg.epochs
-        if done:
-            self.trainers.pop(key, None)
-        return {"accuracy": acc, "epoch": len(trainer.history), "done": done,
-                "images_per_second": trainer.images_per_second}
+    def run(self, key: int, task) -> Measurement:
+        evaluator = get_evaluator(task.evaluator)
+        with torch_threads(self.context.threads):
+            if not task.stepwise:
+                return evaluator.evaluate(ArchConfig.from_json(task.arch_json), self.context)
+            steps = self.running.get(key)
+            if steps is None:
+                steps = self.running[key] = evaluator.steps(ArchConfig.from_json(task.arch_json), self.context)
+            try:
+                measurement = next(steps)
+            except BaseException:
+                self.running.pop(key, None)
+                raise
+        if measurement.final:
+            self.running.pop(key, None)
+        return measurement
 
     def drop(self, key: int) -> None:
-        self.trainers.pop(key, None)
-
-    def score(self, arch_json: str) -> dict:
-        """A zero-cost proxy on a fixed real minibatch."""
-        from evaluators.data import channel_stats, prepare
-        from evaluators.proxies import score_proxy
-
-        arch = ArchConfig.from_json(arch_json)
-        cfg = self.train_cfg
-        sub = self.data.subset(cfg.batch_size, 1, seed=cfg.seed)
-        mean, std = channel_stats(self.data.train_x)
-        x = prepare(sub.train_x, cfg.resolution, mean, std)
-        result = score_proxy(arch, self.proxy, x, sub.train_y, self.data.num_classes, seed=cfg.seed)
-        return {"accuracy": result.score, "epoch": 0, "done": True}
+        steps = self.running.pop(key, None)
+        if steps is not None:
+            steps.close()

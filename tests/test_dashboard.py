@@ -408,7 +408,7 @@ def test_dashboard_renders_in_headless_chromium(tmp_path, real_studies):
         pytest.skip("chromium is not installed (apt-get install chromium; .ci/run does)")
     storage, study, _ = real_studies
     out = tmp_path / "page" / "dash.html"
-    r = subprocess.run([sys.executable, "-m", "nas", "dashboard", "tpe", "--storage", storage,
+    r = subprocess.run([sys.executable, "-m", "nas_cli", "dashboard", "tpe", "--storage", storage,
                         "--compare", "random", "-o", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert out.exists() and "self-contained" in r.stdout

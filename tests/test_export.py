@@ -33,7 +33,7 @@ def study_and_storage(tmp_path_factory):
 
 
 def nas_cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "nas_cli", *args], capture_output=True, text=True, timeout=timeout)
 
 
 # ---------------------------------------------------------------------------- choosing the trial

@@ -17,7 +17,9 @@ import nas
 import studies.search as search_mod
 from evaluators.train import TrainConfig
 from studies.budgets import BudgetError, parse_duration_s, parse_latency_ms, parse_macs, parse_params
-from studies.results import front_frame, load_study, pareto_trials
+from studies.record import TrialRecord
+from studies.results import front_frame, pareto_trials
+from studies.storage import load_study
 from studies.search import Search, SearchError, SearchSettings
 
 TINY_TRAIN = TrainConfig(epochs=2, resolution=32, train_size=256, val_size=128, batch_size=64)
@@ -64,7 +66,7 @@ def test_over_budget_candidates_are_rejected_before_building(tmp_path, monkeypat
     infeasible = [t for t in study.trials if t.state.name == "COMPLETE" and not t.user_attrs["feasible"]]
     assert infeasible, "the metaformer space at 300M should sample over-budget candidates"
     for t in infeasible:
-        assert t.user_attrs["macs"] > budget and "over budget" in t.user_attrs["infeasible_reason"]
+        assert t.user_attrs["macs"] > budget and "over budget" in TrialRecord.from_trial(t).reason
         assert t.constraints and max(t.constraints.values()) > 0
     feasible = [t for t in study.trials if t.user_attrs.get("feasible")]
     assert len(feasible) == 3 and all(max(t.constraints.values()) <= 0 for t in feasible)
@@ -98,19 +100,19 @@ def test_presets_that_fit_are_enqueued_first(tmp_path):
 def test_a_failing_trial_does_not_stop_the_search(tmp_path, monkeypatch):
     from studies.worker import CandidateWorker
 
-    real = CandidateWorker.epoch
+    real = CandidateWorker.run
     calls = []
 
-    def flaky(self, key, arch_json):
+    def flaky(self, key, task):
         calls.append(key)
         if len(calls) == 1:
             raise RuntimeError("DefaultCPUAllocator: not enough memory")
-        return real(self, key, arch_json)
+        return real(self, key, task)
 
-    monkeypatch.setattr(CandidateWorker, "epoch", flaky)
+    monkeypatch.setattr(CandidateWorker, "run", flaky)
     study = Search(_settings(tmp_path, trials=2)).run()
     failed = [t for t in study.trials if t.state.name == "FAIL" and not t.user_attrs.get("invalid")]
-    assert len(failed) == 1 and "not enough memory" in failed[0].user_attrs["fail_reason"]
+    assert len(failed) == 1 and "not enough memory" in TrialRecord.from_trial(failed[0]).reason
     assert sum(bool(t.user_attrs.get("feasible")) for t in study.trials) == 2
 
 
@@ -134,7 +136,7 @@ def test_trials_of_dead_drivers_are_failed_and_run_again(tmp_path):
     by_number = {t.number: t for t in study.trials}
     assert search.resumed and search.reaped == 1
     assert by_number[alive.number].state.name == "RUNNING"
-    assert by_number[dead.number].state.name == "FAIL" and "killed" in by_number[dead.number].user_attrs["fail_reason"]
+    assert by_number[dead.number].state.name == "FAIL" and "killed" in TrialRecord.from_trial(by_number[dead.number]).reason
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
@@ -144,7 +146,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "nas", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "nas_cli", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, **kw)
 
 
@@ -172,7 +174,7 @@ def test_resume_after_sigkill(tmp_path):
     study = optuna.load_study(study_name="k", storage=storage)  # as the kill left it
     completed_before = {t.number for t in study.trials if t.user_attrs.get("feasible")}
     running = [t for t in study.trials if t.state.name == "RUNNING"]  # training, or still being sampled
-    r = subprocess.run([sys.executable, "-m", "nas", *args], capture_output=True, text=True, timeout=600)
+    r = subprocess.run([sys.executable, "-m", "nas_cli", *args], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "resumed" in r.stderr
     study = optuna.load_study(study_name="k", storage=storage)
@@ -180,7 +182,7 @@ def test_resume_after_sigkill(tmp_path):
     assert completed_before <= {t.number for t in study.trials if t.user_attrs.get("feasible")}  # nothing lost
     for t in running:
         assert by_number[t.number].state.name == "FAIL"
-        assert "killed" in by_number[t.number].user_attrs["fail_reason"]
+        assert "killed" in TrialRecord.from_trial(by_number[t.number]).reason
         if t.params:  # a candidate that was being evaluated runs again
             assert any(x.user_attrs.get("retry_of") == t.number for x in study.trials)
     assert sum(bool(t.user_attrs.get("feasible")) for t in study.trials) == 4
@@ -188,10 +190,8 @@ def test_resume_after_sigkill(tmp_path):
 
 
 def test_worker_threads(tmp_path):
-    from studies.pool import WorkerPool
-
-    assert WorkerPool(_settings(tmp_path, worker_threads=3))._worker_args()[3] == 3
-    assert WorkerPool(_settings(tmp_path, workers=2))._worker_args()[3] == max(1, os.cpu_count() // 2)
+    assert _settings(tmp_path, worker_threads=3).threads_per_worker == 3
+    assert _settings(tmp_path, workers=2).threads_per_worker == max(1, os.cpu_count() // 2)
 
 
 def test_ray_with_two_workers(tmp_path):
@@ -216,7 +216,7 @@ def test_postgresql_storage(tmp_path):
     (["--space", "metaformer", "--dataset", "cifar10:/nonexistent"], "not found"),
 ])
 def test_search_bad_input(tmp_path, args, needle):
-    r = subprocess.run([sys.executable, "-m", "nas", "search", "--proxy", "train", *args],
+    r = subprocess.run([sys.executable, "-m", "nas_cli", "search", "--proxy", "train", *args],
                        capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 2, r.stderr
     lines = [line for line in r.stderr.strip().splitlines() if line.startswith("nas: error")]
@@ -226,12 +226,12 @@ def test_search_bad_input(tmp_path, args, needle):
 def test_studies_and_pareto_commands(tmp_path):
     storage = f"sqlite:///{tmp_path}/s.db"
     Search(_settings(tmp_path, proxy="params", trials=3)).run()
-    r = subprocess.run([sys.executable, "-m", "nas", "studies", "--storage", storage, "--json"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "nas_cli", "studies", "--storage", storage, "--json"], capture_output=True,
                        text=True)
     assert r.returncode == 0 and json.loads(r.stdout)[0]["study"] == "t"
-    r = subprocess.run([sys.executable, "-m", "nas", "pareto", "t", "--storage", storage, "--csv"],
+    r = subprocess.run([sys.executable, "-m", "nas_cli", "pareto", "t", "--storage", storage, "--csv"],
                        capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.startswith("trial,arch_id,layout")
-    r = subprocess.run([sys.executable, "-m", "nas", "pareto", "nope", "--storage", storage], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "nas_cli", "pareto", "nope", "--storage", storage], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "no study 'nope'" in r.stderr

@@ -1,1 +1,0 @@
-from nas.cli import main; import sys; sys.exit(main())
