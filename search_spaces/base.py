@@ -52,9 +52,9 @@ GLOBAL_TOKEN_DIMS = Choice(None, 64, 128, 192, 256)
 # What a budget fit scales: every channel width of the stem, the stages and the head, and the stage depths.
 WIDTH_LABELS = re.compile(r"stem\.width|stem\.\w+\.widths\.\d+|stages\.\d+\.(width|mobilevit\.dim)"
                           r"|head\.\w+\.(width|conv_width|fc_width|hidden_width)")
-DEPTH_LABELS = re.compile(r"stages\.\d+\.depth")
-FIT_RANGE = 32.0  # multipliers searched in [1/32, 32]; each value is clamped to its own domain anyway
-FIT_LOW, FIT_GOOD = 0.5, 0.85  # a fit lands in [0.5, 1] x the budget; bisection stops early above 0.85
+DEPTH_LABELS = re.compile(r"stages\.\d+\.(depth|embed\.mbconv\.depth)")
+FIT_RANGE = 256.0  # multipliers searched in [1/256, 256]; each value is clamped to its own domain anyway
+FIT_LOW, FIT_GOOD, FIT_AIM = 0.5, 0.85, 0.92  # a fit lands in [0.5, 1] x the budget, aiming at 0.92
 FIT_STEPS = 10
 MAX_FIXES = 16  # derived replacements per walk; a valid architecture needs a handful at most
 WIDTH_CANDIDATES = 8  # widths tried when a component's own parameters cannot satisfy its rule
@@ -84,6 +84,9 @@ class Space:
     presets: tuple[str, ...] = ()
     layouts: tuple[str, ...] = ()
     blocks: Mapping[str, str] = field(default_factory=dict)
+    # the least network stride (the stem's times every stage's so far) at which a block type may run;
+    # a sampled block that may not run at its stage's stride is replaced by the nearest one that may
+    least_stride: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # caches of the label -> override lookup (the walk asks it for every label, many times)
@@ -143,11 +146,9 @@ class Space:
         total_stride = stem_spec.stride(stem.params)
         resolution = pick("resolution", RESOLUTIONS, fits=lambda r: r % total_stride == 0)
         if self.layouts:
-            codes = pick("layout", Choice(*self.layouts)).split("-")
-            block_names = [self.blocks[c] for c in codes]
+            block_names = [self.blocks[c] for c in pick("layout", Choice(*self.layouts)).split("-")]
         else:
-            block_names = [pick(f"stages.{i}.block", Choice(*registry.names("block")))
-                           for i in range(pick("num_stages", NUM_STAGES))]
+            block_names = [None] * pick("num_stages", NUM_STAGES)  # picked per stage, once its stride is known
         head_type = pick("head.type", Choice(*registry.names("head")))
         num_tokens = pick("global_tokens.num", NUM_GLOBAL_TOKENS)
         tokens = GlobalTokensConfig(num_tokens, pick("global_tokens.dim", GLOBAL_TOKEN_DIMS)) if num_tokens else None
@@ -161,6 +162,8 @@ class Space:
             stride = pick(f"{p}.stride", STRIDES,
                           fits=lambda s: resolution % (total_stride * s * least_after[i]) == 0)
             total_stride *= stride
+            block = block or pick(f"{p}.block", Choice(*registry.names("block")),
+                                  fits=lambda b: self.least_stride.get(b, 1) <= total_stride)
             must_embed = (stride > 1 or width != channels) and not registry.lookup("block", block).can_downsample
             geo = Geometry(channels, width, stride, (resolution, resolution), (resolution, resolution))
             embed_type = pick(f"{p}.embed.type", Choice(*registry.names("embed")),
@@ -365,7 +368,7 @@ class Space:
         Every width (stem, stages, head; see ``WIDTH_LABELS``) is multiplied by one factor and
         snapped to its own domain, so the result stays a valid point of the space; the factor is
         the largest that keeps the analytic cost (``nas.analytic_cost``: design resolution, 1000
-        classes) within every budget given, found by bisection. When the narrowest widths are
+        classes) within every budget given, found by a few steps of regula falsi. When the narrowest widths are
         still over budget, or the widest under half of it, the stage depths are scaled first the
         same way. The result lies within [0.5, 1] x the budget whenever the shape allows; otherwise
         it is the nearest the shape reaches (the caller checks the budget, and
@@ -397,13 +400,14 @@ class Space:
                 seen[key] = scaled, max(getattr(cost, what) / b for b, what in budgets)
             return seen[key]
 
-        if FIT_LOW <= at(1.0, 1.0)[1] <= 1:
+        ratio = at(1.0, 1.0)[1]
+        if FIT_LOW <= ratio <= 1:
             return at(1.0, 1.0)[0]
         narrow, wide = 1 / FIT_RANGE, FIT_RANGE
         depth_mult = 1.0
-        if at(narrow, 1.0)[1] > 1:  # too deep for the budget even at the narrowest widths
+        if ratio > 1 and at(narrow, 1.0)[1] > 1:  # too deep for the budget even at the narrowest widths
             depth_mult = _largest_within(lambda d: at(narrow, d)[1], 1 / FIT_RANGE, 1.0) or 1 / FIT_RANGE
-        elif at(wide, 1.0)[1] < FIT_LOW:  # too shallow to use the budget even at the widest
+        elif ratio < FIT_LOW and at(wide, 1.0)[1] < FIT_LOW:  # too shallow to use the budget even at the widest
             depth_mult = _largest_within(lambda d: at(wide, d)[1], 1.0, FIT_RANGE) or 1.0
         width_mult = _largest_within(lambda w: at(w, depth_mult)[1], narrow, wide) or narrow
         return at(width_mult, depth_mult)[0]
@@ -465,7 +469,7 @@ class Space:
         return ("Every sample is a valid architecture: coupled values (a stem's last width, head counts, an "
                 "embedding where a stage must downsample, the global tokens a block needs) are derived from the "
                 "others. Under a MAC or params budget the sampled shape (layout, block parameters, depths) is kept "
-                "and every width is scaled by one factor, found by bisection with the analytic counter and snapped "
+                "and every width is scaled by one factor, found in a few steps with the analytic counter and snapped "
                 "to its own domain, so that the candidate costs 0.5 to 1 x the budget; when even the narrowest "
                 "widths are over budget (or the widest under half of it) the depths are scaled first. Scaled here: "
                 + (", ".join(scaled) or "nothing (every width and depth is fixed)") + ".")
@@ -537,20 +541,25 @@ def _embed_fits(embed_type: str, geo: Geometry) -> bool:
 
 def _largest_within(cost_ratio: Callable[[float], float], low: float, high: float) -> Optional[float]:
     """The largest multiplier in [low, high] whose cost ratio is <= 1 (the ratio grows with the
-    multiplier), by bisection in log scale; None if even ``low`` is over."""
-    if cost_ratio(high) <= 1:
+    multiplier), or None if even ``low`` is over. Regula falsi in log-log scale: costs are close to
+    a power of the multiplier, so a few steps land between FIT_GOOD and 1."""
+    ratio_high = cost_ratio(high)
+    if ratio_high <= 1:
         return high
-    if cost_ratio(low) > 1:
+    ratio_low = cost_ratio(low)
+    if ratio_low > 1:
         return None
     for _ in range(FIT_STEPS):
-        mid = math.sqrt(low * high)
+        if ratio_low >= FIT_GOOD:
+            break
+        # where the line through the two ends reaches the aim, kept inside the bracket
+        t = math.log(FIT_AIM / ratio_low) / math.log(ratio_high / ratio_low)
+        mid = low * (high / low) ** min(max(t, 0.1), 0.9)
         ratio = cost_ratio(mid)
         if ratio > 1:
-            high = mid
+            high, ratio_high = mid, ratio
         else:
-            low = mid
-            if ratio >= FIT_GOOD:
-                break
+            low, ratio_low = mid, ratio
     return low
 
 

@@ -7,7 +7,7 @@ from typing import Optional
 
 from nas.config import ConfigError
 from nas.domains import Choice, Fixed, IntRange, Same
-from search_spaces.base import Space, _pattern, flatten
+from search_spaces.base import WIDTH_LABELS, Space, _pattern, flatten
 
 SPACES: dict[str, Space] = {}
 
@@ -48,14 +48,31 @@ def _parallel_tuples() -> dict:
     return ties
 
 
+def _least_strides(presets: tuple[str, ...]) -> dict[str, int]:
+    """The least network stride at which the presets run each block type."""
+    from nas import get_arch
+    from nas.builder import network_stride
+
+    least: dict[str, int] = {}
+    for name in presets:
+        arch = get_arch(name)
+        for i, st in enumerate(arch.stages):
+            stride = network_stride(arch.replace(stages=arch.stages[:i + 1]))
+            least[st.block] = min(least.get(st.block, stride), stride)
+    return least
+
+
 _add(Space(
     "hybrid",
     "Per-stage block type in C/T/MLP/Pool with every variant, depth, width, stride, embedding (CE) type and "
-    "depth, stem type and patch size, global tokens, heads, expansion, window, MLP ratio; 1 to 8 stages. "
-    "Every published architecture is a point of it.",
-    overrides=_parallel_tuples(),
+    "depth, stem type and patch size, global tokens, heads, expansion, window, MLP ratio; 1 to 6 stages. "
+    "A block type runs only at network strides where some published architecture runs it (global attention "
+    "on small maps), and every stem halves the image first. Every published architecture is a point of it.",
+    overrides={**_parallel_tuples(), "stem.conv_stack.strides.0": Fixed(2), "stem.fused_mbconv.strides.0": Fixed(2)},
     presets=_family(""),
+    least_stride=_least_strides(_family("")),
 ))
+
 
 def family_space(name: str, description: str, presets: tuple[str, ...], searched: dict,
                  layouts: tuple[str, ...] = (), blocks: Optional[dict] = None) -> Space:
@@ -85,6 +102,11 @@ def family_space(name: str, description: str, presets: tuple[str, ...], searched
             continue
         elif len(values) == len(flats) and all(v == values[0] for v in values):
             overrides[label] = Fixed(values[0])
+        elif WIDTH_LABELS.fullmatch(label):
+            # a width the presets vary: searched on the grid from a quarter of their least to twice their most,
+            # so that a budget fit can scale it
+            overrides[label] = Choice(*sorted({w for w in NICE_WIDTHS if min(values) / 4 <= w <= 2 * max(values)}
+                                              | set(values)))
         elif not isinstance(values[0], tuple):
             overrides[label] = Choice(*sorted(set(values), key=repr))
     overrides.update(searched)
@@ -130,10 +152,10 @@ _COATNET_MBCONV = {"expand_from": "out", "kernel_size": 3, "se_ratio": 0.25, "se
                    "act": "gelu", "norm_style": "pre", "stride_on": "dw", "shortcut": "pool_proj", "hidden_divisor": 8}
 # per-stage ranges around the published models (each stage about twice as wide as the one before)
 _COATNET_SEARCH = {
-    "stem.width": IntRange(16, 192, 16),
+    "stem.width": IntRange(8, 192, 8),
     "stages.0.depth": IntRange(1, 3), "stages.1.depth": IntRange(1, 6),
     "stages.2.depth": IntRange(1, 14), "stages.3.depth": IntRange(1, 3),
-    **{f"stages.{i}.width": _widths(_family("coatnet_"), 16 << i, 192 << i, 32 if i else 16, (i,)) for i in range(4)},
+    **{f"stages.{i}.width": _widths(_family("coatnet_"), 8 << i, 192 << i, 32 if i else 16, (i,)) for i in range(4)},
     "stages.*.mbconv.expand_ratio": Choice(2.0, 3.0, 4.0, 6.0),
     "stages.*.rel_attention.head_dim": Choice(16, 32),  # widths of T stages are multiples of 32
     "stages.*.rel_attention.mlp_ratio": Choice(2.0, 3.0, 4.0),
@@ -162,7 +184,7 @@ family_space(
     "MobileViT v1: MV2 stages then MobileViT blocks behind MV2 down-sampling; searches depths (transformer layers), "
     "widths, transformer dims, MV2 expansion, patch size and the head width.",
     _family("mobilevit_"), {
-        "stages.*.depth": IntRange(1, 6), "stages.*.width": _widths(_family("mobilevit_"), 16, 320, 8),
+        "stages.*.depth": IntRange(1, 6), "stages.*.width": _widths(_family("mobilevit_"), 8, 320, 8),
         "stages.*.mobilevit.dim": IntRange(32, 320, 8), "stages.*.mobilevit.patch_size": Choice(2, 4),
         "stages.*.mobilevit.mlp_ratio": Choice(2.0, 3.0, 4.0),
         "stages.*.mbconv.expand_ratio": Choice(2.0, 4.0), "stages.*.embed.mbconv.expand_ratio": Choice(2.0, 4.0),
@@ -176,14 +198,17 @@ _add(Space(
         "resolution": Fixed(224), "num_stages": Fixed(4), "global_tokens.num": Fixed(0),
         "stem.type": Fixed("patch"), "stem.patch.patch_size": Fixed(4), "stem.patch.kernel_size": Fixed(7),
         "stem.patch.norm": Fixed("none"), "stem.patch.bias": Fixed(True),
+        # attention over the 56x56 and 28x28 maps of the first two stages would cost more than any
+        # budget this family is searched under; MetaFormer's own hybrids put it in the last two
+        "stages.0.block": Choice("pool_mixer", "smlp"), "stages.1.block": Choice("pool_mixer", "smlp"),
         "stages.*.block": Choice("pool_mixer", "smlp", "vit"),
         "stages.*.vit.pos_embed": Fixed(False), "stages.*.vit.num_heads": Choice(1, 2, 4, 8),
         "stages.0.stride": Fixed(1), "stages.0.embed.type": Fixed("none"), "stages.0.width": Same("stem.width"),
         "stages.*.stride": Fixed(2), "stages.*.embed.type": Fixed("conv"),
         "stages.*.embed.conv.kernel_size": Fixed(3), "stages.*.embed.conv.norm": Fixed("none"),
         "stages.*.embed.conv.bias": Fixed(True),
-        "stages.*.depth": IntRange(1, 24), "stages.*.width": _widths(_family("poolformer_"), 32, 1024, 32),
-        "stem.width": Choice(32, 48, 64, 96, 128),
+        "stages.*.depth": IntRange(1, 24), "stages.*.width": _widths(_family("poolformer_"), 16, 1024, 16),
+        "stem.width": Choice(16, 24, 32, 48, 64, 96, 128),
         "head.type": Fixed("pool"), "head.pool.norm": Fixed("gn"), "head.pool.pool": Fixed("mean"),
         "head.pool.distillation": Fixed(False),
     },
@@ -248,7 +273,7 @@ family_space(
     "Plain ViT with a patchify stem (ViT_P) or an early-convolution stem (ViT_C); searches the stem, width, depth, "
     "heads and MLP ratio.",
     _family("vit_c_") + _family("vit_p_"), {
-        "stem.width": Choice(192, 256, 384, 512, 768, 1024), "stages.0.depth": IntRange(4, 16),
+        "stem.width": Choice(64, 96, 128, 192, 256, 384, 512, 768, 1024), "stages.0.depth": IntRange(2, 16),
         "stages.0.vit.num_heads": Choice(2, 4, 3, 6, 8, 12, 16), "stages.0.vit.mlp_ratio": Choice(2.0, 3.0, 4.0)})
 
 family_space(
