@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
@@ -85,8 +86,8 @@ class ProxyTrainer:
         self.val_x, self.val_y = prepare(val.x, cfg.resolution, self.mean, self.std), val.y
         self.memory_format = (torch.channels_last if cfg.channels_last and self.device == "cpu"
                               else torch.contiguous_format)
-        torch.manual_seed(cfg.seed)
-        model = build_model(scale_widths(arch, cfg.width_mult), data.num_classes)
+        with self._own_rng(seed=cfg.seed):
+            model = build_model(scale_widths(arch, cfg.width_mult), data.num_classes)
         self.model = model.to(self.device, memory_format=self.memory_format)
         decay = [p for p in self.model.parameters() if p.ndim > 1]
         no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
@@ -111,8 +112,26 @@ class ProxyTrainer:
 
     def run_epoch(self) -> float:
         """One epoch of training, then the validation accuracy (held-out training images)."""
-        with torch_threads(self.cfg.threads):
+        with torch_threads(self.cfg.threads), self._own_rng():
             return self._run_epoch()
+
+    @contextmanager
+    def _own_rng(self, seed: Optional[int] = None):
+        """Run the block on this trainer's own torch RNG stream (initialisation, dropout, drop path),
+        seeded on first use: the process-wide stream is left as it was, and trainers interleaved in
+        one worker do not disturb each other."""
+        cuda = self.device.startswith("cuda")
+        with torch.random.fork_rng(devices=[torch.device(self.device).index or 0] if cuda else []):
+            if seed is not None:
+                torch.manual_seed(seed)
+            else:
+                torch.set_rng_state(self._rng[0])
+                if cuda:
+                    torch.cuda.set_rng_state(self._rng[1], self.device)
+            try:
+                yield
+            finally:
+                self._rng = (torch.get_rng_state(), torch.cuda.get_rng_state(self.device) if cuda else None)
 
     def test_accuracy(self, size: Optional[int] = None) -> float:
         """Accuracy on the test split (or ``size`` images of it), for reporting only."""

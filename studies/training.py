@@ -308,7 +308,8 @@ class _Run:
         self.recipe, self.device, self.classes = recipe, device, data.num_classes
         self.train, self.val = data.split_validation(recipe.val_size, seed=recipe.seed, train_size=recipe.train_size)
         if len(self.train) < recipe.batch_size:
-            raise RunError(f"recipe batch_size {recipe.batch_size} is larger than the {len(self.train)} training images")
+            raise RunError(f"recipe batch_size {recipe.batch_size} is larger than the {len(self.train)} "
+                           f"training images")
         self.mean, self.std = channel_stats(self.train.x)
         self.memory_format = torch.channels_last if device == "cpu" else torch.contiguous_format
         self.steps = len(self.train) // recipe.batch_size  # whole batches only (BatchNorm, even steps)
@@ -326,6 +327,9 @@ class _Run:
         self.mix_rng = random.Random(recipe.seed)
         self.epoch, self.history = 0, []
         self.val_x = prepare(self.val.x, recipe.resolution, self.mean, self.std)
+        self.train_images = self.train.x.to(device)  # uint8 at the data set's size: small, prepared per batch
+        self.train_labels = self.train.y.to(device)
+        self.mean_on_device, self.std_on_device = self.mean.to(device), self.std.to(device)
 
     # -- checkpoint
     def state(self) -> dict:
@@ -362,11 +366,11 @@ class _Run:
         return torch.autocast("cuda", self.amp_dtype)
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = prepare(self.train.x[idx], self.recipe.resolution, self.mean, self.std)
         flip = torch.rand(len(idx), generator=self.generator) < 0.5
-        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-        return (x.to(self.device, memory_format=self.memory_format, non_blocking=True),
-                self.train.y[idx].to(self.device, non_blocking=True))
+        on_device = idx.to(self.device)
+        x = prepare(self.train_images[on_device], self.recipe.resolution, self.mean_on_device, self.std_on_device)
+        x = torch.where(flip.view(-1, 1, 1, 1).to(self.device), x.flip(3), x)
+        return x.contiguous(memory_format=self.memory_format), self.train_labels[on_device]
 
     def train_epoch(self, on_progress: Optional[Callable[[Progress], None]], done_before: float,
                     speed: list[float]) -> tuple[float, float]:
@@ -480,12 +484,15 @@ def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig,
         resumed_from = run.epoch
         if not resuming:
             run_dir.mkdir(parents=True, exist_ok=True)
-            nas.save_config(arch, run_dir / "arch.json")
             _write_json(run_dir / "recipe.json", recipe.to_dict())
             _write_json(run_dir / "run.json", {
                 "dataset": data.name, "num_classes": data.num_classes, "classes": list(data.classes),
                 "validation": run.val.source, "training": run.train.source, "resolution": recipe.resolution,
                 "mean": run.mean.tolist(), "std": run.std.tolist(), "arch_id": arch.arch_id})
+            # arch.json last: it marks the directory as a run, so a kill before it leaves a fresh start
+            tmp = run_dir / ".arch.json.tmp"
+            nas.save_config(arch, tmp)
+            os.replace(tmp, run_dir / "arch.json")
         # the metrics file says what the checkpoint says (a kill may fall between the two writes)
         _write_atomic(run_dir / "metrics.jsonl", lambda f: f.write("".join(json.dumps(m) + "\n" for m in run.history)),
                       "w")
@@ -559,7 +566,8 @@ def load_run(run_dir: Union[str, Path]) -> tuple[ArchConfig, dict, dict]:
         "val_accuracy": history[-1]["val_accuracy"] if history else None,
         "val_history": [m["val_accuracy"] for m in history], "test_accuracy": result.get("test_accuracy"),
         "test": result.get("test"), "metrics": history, "ema": ckpt["ema"] is not None,
-        **{k: run_info.get(k) for k in ("dataset", "num_classes", "classes", "validation", "resolution", "mean", "std")},
+        **{k: run_info.get(k) for k in ("dataset", "num_classes", "classes", "validation", "resolution", "mean",
+                                        "std")},
     }
     return arch, (ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"]), info
 

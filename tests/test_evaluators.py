@@ -139,6 +139,22 @@ def test_proxy_training_never_touches_the_test_split(fmnist):
     assert 0 <= trainer.test_accuracy(size=200) <= 1  # the test split, measured apart
 
 
+def test_proxy_trainers_keep_their_own_random_streams(fmnist):
+    """Interleaved trainers (as in a worker) score as they do alone; the global RNG is untouched."""
+    cfg = TrainConfig(epochs=2, resolution=32, train_size=128, val_size=64, batch_size=32)
+    arch = nas.scale_widths(nas.get_arch("mobilevit_xxs"), 0.25)  # dropout draws random numbers every step
+    alone = ProxyTrainer(arch, fmnist, cfg)
+    alone_history = [alone.run_epoch() for _ in range(2)]
+    alone_state = alone.model.state_dict()
+    before = torch.get_rng_state()
+    a, b = ProxyTrainer(arch, fmnist, cfg), ProxyTrainer(arch, fmnist, TrainConfig(**{**cfg.__dict__, "seed": 1}))
+    for _ in range(2):
+        a.run_epoch(), b.run_epoch()
+    assert a.history == alone_history
+    assert all(torch.equal(v, alone_state[k]) for k, v in a.model.state_dict().items())
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def test_proxy_training_borrows_the_thread_count(fmnist):
     seen = []
     cfg = TrainConfig(epochs=1, resolution=32, train_size=128, val_size=64, batch_size=64, threads=1)

@@ -22,8 +22,8 @@ from torch import nn
 from nas.blocks.mbconv import FusedMBConv, FusedMBConvParams, fused_mbconv_cost
 from nas.config import Params
 from nas.domains import Choice, IntRange, Seq, param
-from nas.layers import (DropPath, LayerNorm2d, Mlp, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, mlp_cost,
-                        window_partition, window_reverse)
+from nas.layers import (DropPath, LayerNorm2d, Mlp, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost,
+                        mlp_cost, window_partition, window_reverse)
 from nas.registry import Cost, Geometry, out_size, register
 
 

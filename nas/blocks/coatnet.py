@@ -15,8 +15,8 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import (DropPath, LayerNorm2d, Mlp, RelativePositionBias, XStack, attention_cost, conv_cost, hw, linear_cost,
-                        ln_cost, mlp_cost, relative_position_bias_params, to_map, to_tokens)
+from nas.layers import (DropPath, LayerNorm2d, Mlp, RelativePositionBias, XStack, attention_cost, conv_cost, hw,
+                        linear_cost, ln_cost, mlp_cost, relative_position_bias_params, to_map, to_tokens)
 from nas.registry import Cost, Geometry, out_size, register
 
 NORM_EPS = 1e-6  # timm's LayerNorm eps for the transformer blocks and the head

@@ -15,8 +15,8 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import (DropPath, Mlp, XStack, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, make_act, mlp_cost,
-                        to_map, to_tokens)
+from nas.layers import (DropPath, Mlp, XStack, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, make_act,
+                        mlp_cost, to_map, to_tokens)
 from nas.registry import Cost, Geometry, register
 
 

@@ -21,9 +21,9 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, DropPath, LayerNorm2d, RelativePositionBias, attention_cost, conv_cost, conv_norm_act_cost,
-                        hw, linear_cost, ln_cost, padded, relative_position_bias_params, to_map, to_tokens,
-                        window_partition, window_reverse)
+from nas.layers import (ConvNormAct, DropPath, LayerNorm2d, RelativePositionBias, attention_cost, conv_cost,
+                        conv_norm_act_cost, hw, linear_cost, ln_cost, padded, relative_position_bias_params, to_map,
+                        to_tokens, window_partition, window_reverse)
 from nas.registry import Cost, Geometry, out_size, register
 
 BLOCK_EPS = 1e-6  # the blocks' and the head's pre-norms; the stem, BiAttn and neck norms keep 1e-5

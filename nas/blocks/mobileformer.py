@@ -23,8 +23,8 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, DropPath, TokenStack, XStack, bn_cost, conv_norm_act_cost, hw, linear_cost, ln_cost,
-                        mlp_cost, Mlp)
+from nas.layers import (ConvNormAct, DropPath, TokenStack, XStack, bn_cost, conv_norm_act_cost, hw, linear_cost,
+                        ln_cost, mlp_cost, Mlp)
 from nas.registry import Cost, Geometry, Tokens, register
 
 RATIOS = Choice(2.0, 3.0, 4.0, 6.0)

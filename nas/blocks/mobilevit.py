@@ -15,8 +15,8 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, DropPath, Mlp, XStack, attention_cost, conv_cost, conv_norm_act_cost, hw, linear_cost,
-                        ln_cost, mlp_cost, padded)
+from nas.layers import (ConvNormAct, DropPath, Mlp, XStack, attention_cost, conv_cost, conv_norm_act_cost, hw,
+                        linear_cost, ln_cost, mlp_cost, padded)
 from nas.registry import Cost, Geometry, register
 
 

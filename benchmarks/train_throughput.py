@@ -1,0 +1,109 @@
+"""Training throughput of ``nas train`` (studies.training.train_run) against a bare PyTorch loop on
+the same model, data and batch size, one thread, measured side by side in alternating rounds.
+
+The bare loop is what a user would write with the data already in memory as normalised float
+tensors at the training resolution: forward, cross-entropy, backward, AdamW step. ``train_run``
+does its whole recipe (per-batch resize and normalisation from the uint8 images, flips, label
+smoothing, drop path, gradient clipping, a per-step LR schedule, the progress callback; EMA and
+mixup off, as by default). Both use channels-last on CPU. Images/s are counted over the steps after
+the first ``--warmup`` of each epoch (steady state), timed by the progress callback for train_run;
+the whole-epoch figure train_run reports is printed beside it.
+
+    python benchmarks/train_throughput.py                       # coatnet_0 at width x0.25, 64 px
+    python benchmarks/train_throughput.py --arch poolformer_s12 --resolution 32 --rounds 5
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+import nas
+from evaluators.data import channel_stats, load_dataset, prepare
+from evaluators.threads import torch_threads
+from studies.training import RecipeConfig, train_run
+
+
+def steady_rate(times: list[float], batch: int, warmup: int) -> float:
+    """Images/s between the end of step ``warmup`` and the end of the last step."""
+    return (len(times) - 1 - warmup) * batch / (times[-1] - times[warmup])
+
+
+def run_train_run(arch, data, recipe: RecipeConfig, warmup: int) -> tuple[float, float]:
+    times: list[float] = []
+
+    def progress(p):
+        if p.val_accuracy is None:  # one call per training step; the epoch's closing call is not a step
+            times.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as run_dir:
+        result = train_run(arch, data, recipe, Path(run_dir) / "run", on_progress=progress)
+    return steady_rate(times, recipe.batch_size, warmup), result.images_per_second
+
+
+def run_bare(arch, x: torch.Tensor, y: torch.Tensor, recipe: RecipeConfig, classes: int, warmup: int) -> float:
+    torch.manual_seed(recipe.seed)
+    model = nas.build_model(arch, classes).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    model.train()
+    order = torch.randperm(len(x))
+    times = []
+    for step in range(len(x) // recipe.batch_size):
+        idx = order[step * recipe.batch_size:(step + 1) * recipe.batch_size]
+        loss = F.cross_entropy(model(x[idx].contiguous(memory_format=torch.channels_last)), y[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()  # train_run reads every step's loss
+        times.append(time.perf_counter())
+    return steady_rate(times, recipe.batch_size, warmup)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="coatnet_0")
+    ap.add_argument("--width-mult", type=float, default=0.25)
+    ap.add_argument("--resolution", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--images", type=int, default=2048, help="training images per round (one epoch)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=2, help="steps of each epoch left out of the rate")
+    args = ap.parse_args()
+
+    arch = nas.scale_widths(nas.get_arch(args.arch), args.width_mult)
+    data = load_dataset("fashion-mnist")
+    recipe = RecipeConfig(epochs=1, resolution=args.resolution, batch_size=args.batch_size, train_size=args.images,
+                          val_size=500, test_size=500, warmup_epochs=0.1, threads=1, device="cpu")
+    train, _ = data.split_validation(recipe.val_size, seed=recipe.seed, train_size=recipe.train_size)
+    mean, std = channel_stats(train.x)
+    x, y = prepare(train.x, recipe.resolution, mean, std), train.y  # the bare loop's data, ready in memory
+    cost = nas.analytic_cost(arch, args.resolution, data.num_classes)
+    print(f"{args.arch} x{args.width_mult} at {args.resolution} px ({cost.params / 1e6:.2f} M params, "
+          f"{cost.macs / 1e6:.1f} M MACs), batch {args.batch_size}, {args.images} images per round, 1 thread, "
+          f"torch {torch.__version__}")
+    ours, ours_epoch, bare = [], [], []
+    with torch_threads(1):
+        for r in range(args.rounds):
+            order = ("train_run", "bare") if r % 2 == 0 else ("bare", "train_run")
+            for which in order:
+                if which == "train_run":
+                    steady, whole = run_train_run(arch, data, recipe, args.warmup)
+                    ours.append(steady)
+                    ours_epoch.append(whole)
+                else:
+                    bare.append(run_bare(arch, x, y, recipe, data.num_classes, args.warmup))
+            print(f"round {r + 1}: train_run {ours[-1]:.1f} img/s (whole epoch {ours_epoch[-1]:.1f}), "
+                  f"bare loop {bare[-1]:.1f} img/s, ratio {ours[-1] / bare[-1]:.3f}", flush=True)
+    ratios = [a / b for a, b in zip(ours, bare)]
+    per_round = ", ".join(f"{q:.3f}" for q in ratios)
+    print(f"median: train_run {statistics.median(ours):.1f} img/s, bare loop {statistics.median(bare):.1f} img/s; "
+          f"ratio train_run / bare {statistics.median(ratios):.3f} (per round {per_round}); target >= 0.95")
+
+
+if __name__ == "__main__":
+    main()
