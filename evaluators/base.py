@@ -26,7 +26,6 @@ equals ``evaluate``'s.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 
@@ -182,20 +181,3 @@ def get_evaluator(name: str) -> Evaluator:
 def list_evaluators(kind: Optional[str] = None) -> list[Evaluator]:
     _load()
     return [e for e in _REGISTRY.values() if kind is None or e.kind == kind]
-
-
-@contextmanager
-def torch_threads(threads: Optional[int]):
-    """Run the block with ``threads`` intra-op threads, then restore the previous count (torch's
-    setting is process-wide: library code borrows it, the entry point owns it)."""
-    if not threads:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -26,7 +26,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from evaluators.base import torch_threads
+from evaluators.threads import torch_threads
 from nas.builder import build_model
 from nas.config import ArchConfig
 

@@ -32,7 +32,8 @@ class Score(Command):
         p.add_argument("--json", action="store_true")
 
     def run(self, args: argparse.Namespace) -> int:
-        from evaluators.base import EvalContext, get_evaluator, torch_threads
+        from evaluators.base import EvalContext, get_evaluator
+        from evaluators.threads import torch_threads
         from evaluators.data import DatasetError
         from evaluators.train import TrainConfig
 

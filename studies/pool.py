@@ -16,7 +16,7 @@ from studies.worker import CandidateWorker
 Result = tuple[int, Optional[Measurement], Optional[str]]  # trial key, measurement, or the error line
 
 
-def _error_line(exc: BaseException) -> str:
+def error_line(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None) or exc
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[-1] if text else ''}"[:500]
@@ -77,7 +77,7 @@ class LocalPool(WorkerPool):
         try:
             self.results.append((key, self.workers[0].run(key, task), None))
         except Exception as e:  # a failing candidate is a result, not a crash
-            self.results.append((key, None, _error_line(e)))
+            self.results.append((key, None, error_line(e)))
         self.busy.add(0)
 
     def next_result(self) -> Result:
@@ -131,10 +131,10 @@ class RayPool(WorkerPool):
         except ray.exceptions.RayActorError as e:
             self.workers[index] = self._spawn()  # the process died; its state is gone
             self.owner.pop(key, None)
-            return key, None, f"worker died ({_error_line(e)}); out of memory?"
+            return key, None, f"worker died ({error_line(e)}); out of memory?"
         except Exception as e:
             self.owner.pop(key, None)
-            return key, None, _error_line(e)
+            return key, None, error_line(e)
         self._finished(key, measurement)
         return key, measurement, None
 

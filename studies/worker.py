@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Iterator
 
-from evaluators.base import EvalContext, Measurement, get_evaluator, torch_threads
+from evaluators.base import EvalContext, Measurement, get_evaluator
+from evaluators.threads import torch_threads
 from nas.config import ArchConfig
 
 
