@@ -7,7 +7,8 @@ each is sampled (``Space.sample``) and fitted to the budget (``Space.fit``), the
 analytic counter at its design resolution and 1000 classes. A candidate is *within* when it is
 valid and costs 0.5 to 1 x the budget. TPE is told, as a ``--proxy params`` search would tell it,
 the parameter count of candidates within budget and a failure for the others, so it learns from
-what the driver sees. The time is sampling plus fitting per candidate (Optuna's ask included).
+what the driver sees. The time is the CPU time of sampling plus fitting per candidate (Optuna's
+ask included; CPU time, so that other work on the machine does not inflate it).
 Prints a Markdown table; the default run takes a few minutes on one core.
 """
 from __future__ import annotations
@@ -24,20 +25,20 @@ from search_spaces import InvalidArchitecture
 
 def measure(space: search_spaces.Space, sampler: optuna.samplers.BaseSampler, budget: float,
             samples: int) -> tuple[int, int, float]:
-    """(valid, within budget, seconds per candidate) over ``samples`` candidates of one study."""
+    """(valid, within budget, CPU seconds per candidate) over ``samples`` candidates of one study."""
     study = optuna.create_study(direction="maximize", sampler=sampler)
     valid = within = 0
     seconds = 0.0
     for _ in range(samples):
-        start = time.perf_counter()
+        start = time.process_time()
         trial = study.ask()
         try:
             arch = space.fit(space.sample(trial), macs_budget=budget)
         except InvalidArchitecture:
-            seconds += time.perf_counter() - start
+            seconds += time.process_time() - start
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             continue
-        seconds += time.perf_counter() - start
+        seconds += time.process_time() - start
         valid += 1
         cost = nas.analytic_cost(arch)
         if 0.5 * budget <= cost.macs <= budget:
@@ -58,7 +59,7 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     print(f"{args.samples} candidates per cell; within = valid and 0.5-1 x the budget after Space.fit\n")
-    print("| space | budget | random: valid / within | random ms | TPE: valid / within | TPE ms |")
+    print("| space | budget | random: valid / within | random CPU ms | TPE: valid / within | TPE CPU ms |")
     print("|---|---|---|---|---|---|")
     totals = {"random": [0, 0], "tpe": [0, 0]}
     for name in args.spaces:

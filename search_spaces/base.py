@@ -29,8 +29,8 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field, fields, replace
-from functools import cached_property, lru_cache
+from dataclasses import dataclass, field, fields
+from functools import lru_cache
 from typing import Any, Callable, Mapping, Optional
 
 from nas import registry
@@ -92,6 +92,7 @@ class Space:
         # caches of the label -> override lookup (the walk asks it for every label, many times)
         object.__setattr__(self, "_patterns", [(_pattern(k), d) for k, d in self.overrides.items() if "*" in k])
         object.__setattr__(self, "_resolved", {})
+        object.__setattr__(self, "_cheapest_found", {})  # smallest_cost's descents, by "macs" / "params"
         self._check_overrides()
 
     # ------------------------------------------------------------------ domains
@@ -186,7 +187,7 @@ class Space:
                 values[f.name] = tuple(pick(f"{label}.{j}", dom.item) for j in range(n))
             else:
                 values[f.name] = pick(label, dom)
-        return cls(**values)
+        return _params_of(cls, tuple(values.items()))
 
     def _build(self, decide: Decide, trace: Optional[Trace] = None) -> ArchConfig:
         """The walk with derived values: while a component breaks its rule, one of its values is
@@ -261,8 +262,9 @@ class Space:
                 dom, current = walked[label]
                 for candidate in _nearest_first(dom, current):
                     new = candidate if j is None else value[:j] + (candidate,) + value[j + 1:]
+                    changed = {g.name: getattr(params, g.name) for g in fields(params)} | {f.name: new}
                     try:
-                        if replace(params, **{f.name: new}).check(broken.geometry) is None:
+                        if _params_of(type(params), tuple(changed.items())).check(broken.geometry) is None:
                             return {label: candidate}
                     except ConfigError:
                         continue
@@ -420,13 +422,9 @@ class Space:
         return Cost(params=analytic_cost(self._cheapest("params")).params,
                     macs=analytic_cost(self._cheapest("macs")).macs)
 
-    @cached_property
-    def _cheapest_cache(self) -> dict[str, ArchConfig]:
-        return {}
-
     def _cheapest(self, what: str) -> ArchConfig:
-        if what in self._cheapest_cache:
-            return self._cheapest_cache[what]
+        if what in self._cheapest_found:
+            return self._cheapest_found[what]
 
         def evaluate(values: dict[str, Any]) -> Optional[tuple[tuple, ArchConfig, Trace]]:
             trace: Trace = {}
@@ -451,13 +449,15 @@ class Space:
         while improved:
             improved = False
             for label, (dom, value) in list(best[2].items()):
-                for candidate in _values(dom):
+                # the other choices; widths, depths and integer ranges start (and are cheapest) at their least
+                scaled = WIDTH_LABELS.fullmatch(label) or DEPTH_LABELS.fullmatch(label)
+                for candidate in dom.values if isinstance(dom, Choice) and not scaled else ():
                     if candidate == value or label not in best[2]:
                         continue
                     tried = evaluate({**{k: v for k, (_, v) in best[2].items()}, label: candidate})
                     if tried is not None and tried[0] < best[0]:
                         best, improved = tried, True
-        self._cheapest_cache[what] = best[1]
+        self._cheapest_found[what] = best[1]
         return best[1]
 
     @property
@@ -531,6 +531,17 @@ def _broken(arch: ArchConfig) -> Optional[Placed]:
 def _rule(reason: str) -> str:
     """A broken rule without its numbers: two reasons differing only in values name the same rule."""
     return re.sub(r"\d+", "#", reason)
+
+
+def _params_of(cls: type, items: tuple) -> Any:
+    """``cls(**dict(items))``, made once: the walk builds the same frozen params many times. The
+    key holds each value's type, so that 4 and 4.0 (or 1 and True) give different params."""
+    return _params_cached(cls, tuple((name, type(value), value) for name, value in items))
+
+
+@lru_cache(maxsize=1 << 16)
+def _params_cached(cls: type, typed: tuple) -> Any:
+    return cls(**{name: value for name, _, value in typed})
 
 
 @lru_cache(maxsize=4096)
