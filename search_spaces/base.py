@@ -87,6 +87,8 @@ class Space:
     # the least network stride (the stem's times every stage's so far) at which a block type may run;
     # a sampled block that may not run at its stage's stride is replaced by the nearest one that may
     least_stride: Mapping[str, int] = field(default_factory=dict)
+    # widths never shrink from the stem to the last stage (a narrower sampled width becomes the previous one)
+    growing_widths: bool = False
 
     def __post_init__(self) -> None:
         # caches of the label -> override lookup (the walk asks it for every label, many times)
@@ -159,7 +161,8 @@ class Space:
         stages, channels = [], stem.width
         for i, block in enumerate(block_names):
             p = f"stages.{i}"
-            depth, width = pick(f"{p}.depth", DEPTHS), pick(f"{p}.width", WIDTHS)
+            depth = pick(f"{p}.depth", DEPTHS)
+            width = pick(f"{p}.width", WIDTHS, fits=(lambda w: w >= channels) if self.growing_widths else None)
             stride = pick(f"{p}.stride", STRIDES,
                           fits=lambda s: resolution % (total_stride * s * least_after[i]) == 0)
             total_stride *= stride

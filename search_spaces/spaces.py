@@ -48,6 +48,11 @@ def _parallel_tuples() -> dict:
     return ties
 
 
+# Widths a search may pick: a near-geometric grid (the published widths are added per family).
+NICE_WIDTHS = (8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
+               1280, 1536, 2048)
+
+
 def _least_strides(presets: tuple[str, ...]) -> dict[str, int]:
     """The least network stride at which the presets run each block type."""
     from nas import get_arch
@@ -62,15 +67,28 @@ def _least_strides(presets: tuple[str, ...]) -> dict[str, int]:
     return least
 
 
+def _hybrid_widths(stem: bool) -> Choice:
+    """The near-geometric grid of widths with every width a preset uses; stems (which the stage
+    widths may not shrink from) up to 256 on the grid."""
+    from nas import get_arch
+
+    archs = [get_arch(name) for name in _family("")]
+    used = {w for arch in archs for w in ((arch.stem.width,) if stem else (st.width for st in arch.stages))}
+    return Choice(*sorted({w for w in NICE_WIDTHS if not stem or w <= 256} | used))
+
+
 _add(Space(
     "hybrid",
-    "Per-stage block type in C/T/MLP/Pool with every variant, depth, width, stride, embedding (CE) type and "
-    "depth, stem type and patch size, global tokens, heads, expansion, window, MLP ratio; 1 to 6 stages. "
-    "A block type runs only at network strides where some published architecture runs it (global attention "
-    "on small maps), and every stem halves the image first. Every published architecture is a point of it.",
-    overrides={**_parallel_tuples(), "stem.conv_stack.strides.0": Fixed(2), "stem.fused_mbconv.strides.0": Fixed(2)},
+    "An AnyNet-style space over every block: per stage a block type in C/T/MLP/Pool with every variant and its "
+    "own parameters, depth, width, stride, embedding (CE) type and depth; stem type and patch size, global tokens, "
+    "heads; 1 to 6 stages. Widths come from a near-geometric grid and never shrink with depth; a block type runs "
+    "only at network strides where some published architecture runs it (global attention on small maps), and "
+    "every stem halves the image first. Every published architecture is a point of it.",
+    overrides={**_parallel_tuples(), "stem.conv_stack.strides.0": Fixed(2), "stem.fused_mbconv.strides.0": Fixed(2),
+               "stem.width": _hybrid_widths(stem=True), "stages.*.width": _hybrid_widths(stem=False)},
     presets=_family(""),
     least_stride=_least_strides(_family("")),
+    growing_widths=True,
 ))
 
 
@@ -132,10 +150,6 @@ def _tie(label: str, flats: list[dict]) -> Optional[str]:
         return f"{m.group(1)}.widths.len"  # parallel per-conv tuples have one length
     return None
 
-
-# Widths a search may pick: a near-geometric grid (the published widths are added per family).
-NICE_WIDTHS = (8, 12, 16, 24, 32, 48, 64, 80, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024,
-               1280, 1536, 2048)
 
 
 def _widths(presets: tuple[str, ...], low: int, high: int, multiple: int = 1, stages: Optional[tuple] = None) -> Choice:
