@@ -11,7 +11,8 @@ from collections import deque
 from typing import Any, Optional
 
 from evaluators.base import EvalContext, Measurement
-from studies.worker import CandidateWorker
+from studies.storage import SearchError
+from studies.worker import CandidateWorker, worker_context
 
 Result = tuple[int, Optional[Measurement], Optional[str]]  # trial key, measurement, or the error line
 
@@ -92,27 +93,64 @@ class LocalPool(WorkerPool):
 
 
 class RayPool(WorkerPool):
-    """One Ray actor per worker, each loading the data set once and keeping it in memory."""
+    """One Ray actor per worker, on a private local cluster or the one at ``settings.address``.
+
+    The driver loads the data set once and puts it in Ray's object store; every actor gets it from
+    there, so no node needs the data set's files. How many workers, and what each asks Ray for,
+    follows the cluster's resources (:func:`studies.cluster.resource_plan`)."""
+
+    START_TIMEOUT_S = 180.0
 
     def __init__(self, settings: Any, context: EvalContext, needs_data: bool):
         super().__init__(settings, context)
         import ray
 
+        from studies.cluster import connect, local_cpus, resource_plan
+
         self.ray = ray
-        if not ray.is_initialized():
-            kwargs = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False,
-                          configure_logging=True)
-            if settings.address:
-                ray.init(address=settings.address, **kwargs)
-            else:
-                ray.init(num_cpus=settings.workers, **kwargs)
-        self.actor_cls = ray.remote(num_cpus=1, max_restarts=0)(CandidateWorker)
-        self.workers = [self._spawn() for _ in range(settings.workers)]
-        ray.get([w.ping.remote(needs_data) for w in self.workers])  # fail early if a worker cannot start
+        workers, self.address = getattr(settings, "workers", None), getattr(settings, "address", None)
+        self.owns_connection = connect(self.address, local_cpus(workers))
+        try:
+            resources = ray.cluster_resources()
+            self.plan = resource_plan(resources.get("CPU", 0), resources.get("GPU", 0), workers,
+                                      getattr(settings, "gpus_per_worker", None),
+                                      getattr(settings, "worker_threads", None))
+            self.shipped = worker_context(context, self.plan.threads, self.plan.device)
+            self.data_ref = ray.put(context.data) if needs_data else None  # loaded once, here
+            self.actor_cls = ray.remote(max_restarts=0)(CandidateWorker).options(**self.plan.actor_options)
+            self.workers = [self._spawn() for _ in range(self.plan.workers)]
+            self.nodes = self._started()
+        except BaseException:
+            self.close()
+            raise
         self.pending: dict[Any, tuple[int, int]] = {}  # object ref -> (key, worker index)
 
     def _spawn(self):
-        return self.actor_cls.remote(self.context)
+        return self.actor_cls.remote(self.shipped, self.data_ref)
+
+    def _started(self) -> list[str]:
+        """Each worker's node, once all have started; a :class:`SearchError` naming the first
+        failure, or the resources missing when the cluster cannot place them all in time."""
+        ray = self.ray
+        pings = [w.ping.remote() for w in self.workers]
+        ready, _ = ray.wait(pings, num_returns=len(pings), timeout=self.START_TIMEOUT_S)
+        try:
+            nodes = ray.get(ready)
+        except ray.exceptions.RayError as e:
+            raise SearchError(f"a Ray worker could not start: {error_line(e)} (each node needs this package "
+                              "installed: see the README's Scaling out)") from None
+        if len(nodes) < len(pings):
+            raise SearchError(f"only {len(nodes)} of {len(pings)} Ray workers started within "
+                              f"{self.START_TIMEOUT_S:g} s: the cluster has no free {self.plan.actor_options} for the "
+                              "rest (see `ray status`); ask for fewer --workers")
+        return nodes
+
+    def describe(self) -> str:
+        """Where the workers run, in a line: e.g. for the command line to print."""
+        p = self.plan
+        cluster = f"the Ray cluster at {self.address}" if self.address else "a private local Ray cluster"
+        return (f"{p.workers} worker(s) on {len(set(self.nodes))} node(s) of {cluster}, {p.threads} thread(s) "
+                f"each, device {p.device}")
 
     def submit(self, key: int, task) -> None:
         index = self.owner.get(key)
@@ -132,7 +170,7 @@ class RayPool(WorkerPool):
             self.workers[index] = self._spawn()  # the process died; its state is gone
             self.owner.pop(key, None)
             return key, None, f"worker died ({error_line(e)}); out of memory?"
-        except Exception as e:
+        except Exception as e:  # the worker's exception (a RayTaskError): its text becomes the trial's reason
             self.owner.pop(key, None)
             return key, None, error_line(e)
         self._finished(key, measurement)
@@ -147,8 +185,9 @@ class RayPool(WorkerPool):
         for w in self.workers:
             self.ray.kill(w)
         self.workers = []
-        if not self.s.address:
-            self.ray.shutdown()
+        if self.owns_connection:
+            self.owns_connection = False
+            self.ray.shutdown()  # a private cluster ends here; a joined one only loses this driver
 
 
 def make_pool(settings: Any, context: EvalContext, needs_data: bool = True) -> WorkerPool:

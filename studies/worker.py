@@ -1,32 +1,71 @@
 """What a worker does: run evaluators on candidates, with the data it keeps in memory.
 
-A plain class, so it runs in-process (tests, ``--workers 0``) or as a long-lived Ray actor that
-loads the data set once. Candidates arrive as config JSON inside a :class:`~studies.search.Task`;
-a stepwise evaluation (training) advances one step per call, its state kept here between calls,
-so the driver can stop a hopeless candidate between steps.
+A plain class, so it runs in-process (tests, ``--workers 0``) or as a long-lived Ray actor. An
+actor gets the data set from Ray's object store (the driver loaded it once), so a node without
+the data set's files can evaluate. Candidates arrive as config JSON inside a
+:class:`~studies.search.Task`; a stepwise evaluation (training) advances one step per call, its
+state kept here between calls, so the driver can stop a hopeless candidate between steps. Every
+measurement says where it was made: ``details["node"]`` (the Ray node id, or the host name outside
+Ray) and ``details["device"]``.
 """
 from __future__ import annotations
 
-import os
-from typing import Iterator
+import dataclasses
+import socket
+import sys
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from evaluators.base import EvalContext, Measurement, get_evaluator
 from evaluators.threads import torch_threads
 from nas.config import ArchConfig
 
+if TYPE_CHECKING:
+    from evaluators.data import Dataset
+
+
+def worker_context(context: EvalContext, threads: Optional[int] = None, device: Optional[str] = None,
+                   data: Optional["Dataset"] = None) -> EvalContext:
+    """A new context like ``context``, with a worker's threads and device, holding ``data`` when
+    given (else it loads its data set on first use). ``context``'s own loaded data is not carried
+    over, so the result pickles small."""
+    made = EvalContext(context.dataset, context.train, threads or context.threads, device or context.device,
+                       context.latency_seconds)
+    if data is not None:
+        made._data = data  # EvalContext has no public way to hand it a loaded data set yet
+    return made
+
+
+def _node() -> str:
+    ray = sys.modules.get("ray")  # only a process that uses Ray has it imported; importing it costs a second
+    if ray is not None and ray.is_initialized():
+        return ray.get_runtime_context().get_node_id()
+    return socket.gethostname()
+
+
+def _device_name(device: str) -> str:
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+
 
 class CandidateWorker:
-    def __init__(self, context: EvalContext):
-        self.context = context
+    def __init__(self, context: EvalContext, data: Optional["Dataset"] = None):
+        self.context = context if data is None else worker_context(context, data=data)
         self.running: dict[int, Iterator[Measurement]] = {}  # trial key -> its stepwise evaluation
+        self.node = _node()
 
-    def ping(self, needs_data: bool = True) -> int:
-        """Fail early (e.g. the data set is missing on this node) rather than on the first candidate."""
-        if needs_data:
-            self.context.data
-        return os.getpid()
+    def ping(self) -> str:
+        """The node this worker runs on, once it has started (with its data set, when it was given one)."""
+        return self.node
 
     def run(self, key: int, task) -> Measurement:
+        measurement = self._run(key, task)
+        where = {"node": self.node, "device": _device_name(measurement.device)}
+        return dataclasses.replace(measurement, details={**measurement.details, **where})
+
+    def _run(self, key: int, task) -> Measurement:
         evaluator = get_evaluator(task.evaluator)
         with torch_threads(self.context.threads):
             if not task.stepwise:
