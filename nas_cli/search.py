@@ -90,7 +90,7 @@ class Search(Command):
         def show(p) -> None:
             bar.n = min(p.complete, args.trials)
             bar.set_postfix_str(f"feasible {p.feasible}, over budget {p.infeasible}, stopped {p.stopped}, "
-                                f"failed {p.failed}, front {p.front}", refresh=True)
+                                f"failed {p.failed}, repeats {p.repeated}, front {p.front}", refresh=True)
 
         search = Search(settings, on_progress=show)
         search.open()
@@ -106,7 +106,8 @@ class Search(Command):
                   file=sys.stderr)
         p = search.progress
         print(f"\nPareto front of {search.name} ({p.front} of {p.feasible} feasible trials; {p.infeasible} over "
-              f"budget, {p.stopped} stopped early, {p.failed} failed, {p.invalid} invalid samples):\n")
+              f"budget, {p.stopped} stopped early, {p.failed} failed, {p.invalid} invalid samples, {p.repeated} "
+              "repeats not evaluated again):\n")
         print(format_front(front_frame(study), settings.metric_names[0]))
         storage = "" if settings.storage == DEFAULT_STORAGE else f" --storage {settings.storage}"
         print("\nnext:\n" + "\n".join(f"  {n}" for n in (

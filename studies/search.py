@@ -20,8 +20,8 @@ import hashlib
 import json
 import math
 import os
+import secrets
 import socket
-import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -34,7 +34,9 @@ from nas.builder import analytic_cost
 from nas.config import ConfigError
 from studies.record import (Objective, Provenance, RecordWriter, TrialRecord, objective_values, study_objectives,
                             LATENCY_METRIC)
-from studies.storage import DEFAULT_STORAGE, SearchError, open_storage, set_trial_attr, study_names
+from studies.stopping import ParetoHalving
+from studies.storage import (DEFAULT_STORAGE, SearchError, claim, open_storage, release, set_trial_attr,
+                             study_names)
 
 SAMPLERS = ("tpe", "nsga2", "random")
 
@@ -62,8 +64,12 @@ class SearchSettings:
     study_name: Optional[str] = None
     seed: int = 0
     train: TrainConfig = TrainConfig(epochs=2, resolution=32, train_size=5000, val_size=1000, batch_size=128)
-    early_stop: bool = True
-    max_invalid: int = 2000
+    early_stop: bool = True  # successive halving by Pareto rank between epochs (studies.stopping)
+    eta: int = 3  # ... keeping the best 1/eta of each rung
+    candidate_timeout_s: Optional[float] = None  # a candidate still unfinished after this long fails
+    max_failures: int = 20  # failed candidates in a row that end the search
+    max_invalid: int = 2000  # invalid samples in a row that end the search (a safety net)
+    max_repeats: int = 500  # samples in a row of architectures already evaluated or running
 
     @property
     def objectives(self) -> tuple[Objective, ...]:
@@ -116,13 +122,21 @@ def space_changes(before: dict[str, str], now: dict[str, str], limit: int = 3) -
 
 @dataclass
 class Progress:
-    complete: int = 0
+    complete: int = 0  # distinct architectures evaluated within budget: what --trials counts
     feasible: int = 0
     infeasible: int = 0
     failed: int = 0
     stopped: int = 0
     invalid: int = 0
+    repeated: int = 0  # samples of an architecture evaluated (or being evaluated) before: not evaluated again
     front: int = 0
+
+
+class SearchFailed(SearchError):
+    """Candidates keep failing: the search stops and says why."""
+
+
+HEARTBEAT_S = 10  # a driver's running trials beat this often; after three silent intervals they are reaped
 
 
 def make_sampler(name: str, seed: int, trials: int, concurrent: bool = True):
@@ -189,8 +203,51 @@ class Candidate:
     stage: Stage
 
 
+class Heartbeat:
+    """Records a heartbeat for each running trial of this driver every ``HEARTBEAT_S`` seconds, from
+    a thread of its own, so any driver on any machine can tell a dead driver's trials by their
+    stale heartbeats (``optuna.storages.fail_stale_trials``)."""
+
+    def __init__(self, storage, study_name: str):
+        import threading
+
+        self.storage, self.study_id = storage, storage.get_study_id_from_name(study_name)
+        self.trial_ids: dict[int, int] = {}  # trial number -> storage id
+        self.lock, self.stopped = threading.Lock(), threading.Event()
+        self.thread = threading.Thread(target=self._beat, name="nas-heartbeat", daemon=True)
+        self.thread.start()
+
+    def add(self, number: int) -> None:
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
+        self.storage.record_heartbeat(trial_id)
+        with self.lock:
+            self.trial_ids[number] = trial_id
+
+    def remove(self, number: int) -> None:
+        with self.lock:
+            self.trial_ids.pop(number, None)
+
+    def _beat(self) -> None:
+        while not self.stopped.wait(HEARTBEAT_S):
+            with self.lock:
+                ids = list(self.trial_ids.values())
+            for trial_id in ids:
+                try:
+                    self.storage.record_heartbeat(trial_id)
+                except Exception:  # a finished trial, or the database is briefly away: try again next beat
+                    pass
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+
 class Search:
-    """Run (or resume) one study. ``on_progress(progress)`` is called after every tell."""
+    """Run (or resume) one study. ``on_progress(progress)`` is called after every tell.
+
+    Several drivers (processes, machines) may run one study at once: each claims an architecture in
+    the database before evaluating it (``studies.storage.claim``), so none is evaluated twice; each
+    draws its own seed stream, but the first driver of a new study uses ``seed`` itself."""
 
     def __init__(self, settings: SearchSettings, on_progress: Optional[Callable[[Progress], None]] = None):
         import search_spaces
@@ -211,21 +268,27 @@ class Search:
         self.progress = Progress()
         self.resumed, self.reaped, self.seeded = False, 0, []
         self.cache: dict[str, TrialRecord] = {}  # arch_id -> record of an evaluated candidate
-        self.epoch_scores: dict[int, list[float]] = {}
+        self.halving = ParetoHalving(settings.eta)
         self.writer = RecordWriter()
-        self.study = None
+        self.driver = _driver_id()
+        self.study = self.heartbeat = None
+        self._asks = 0
         # an instant proxy and no latency to measure: candidates are scored in the driver, one at a time
         self.instant = self.evaluator.instant and not settings.latency_budget_ms
 
     # ------------------------------------------------------------------ study
+    def open(self):
+        """Open (or create) the study and check it may be resumed; ``run`` calls it if needed."""
+        if self.study is None:
+            self.study = self.open_study()
+        return self.study
+
     def open_study(self):
         import optuna
 
-        self.storage = storage = open_storage(self.s.storage)
-        concurrent = not self.instant and self.s.workers > 1
-        sampler = make_sampler(self.s.sampler, self.s.seed, self.s.trials, concurrent)
+        self.storage = storage = open_storage(self.s.storage, HEARTBEAT_S, self._retry_stale)
         exists = self.resumed = self.name in study_names(storage)
-        study = optuna.create_study(study_name=self.name, storage=storage, sampler=sampler, load_if_exists=True,
+        study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
                                     directions=[o.direction for o in self.objectives])
         identity = json.loads(json.dumps(self.s.identity()))
         dims = space_dimensions(self.space)
@@ -248,22 +311,40 @@ class Search:
             study.set_user_attr("space", self.s.space)
             study.set_user_attr("space_dimensions", dims)
             study.set_user_attr("space_fingerprint", space_fingerprint(dims))
+        # The first driver of a study draws from --seed; a second driver, or a resumed one, from a
+        # stream of its own, so that it does not propose the same candidates again.
+        first = claim(storage, self.name, "seed-stream", self.driver) == self.driver and not exists
+        seed = self.s.seed if first else secrets.randbits(31)
+        concurrent = not self.instant and self.s.workers > 1
+        study.sampler = make_sampler(self.s.sampler, seed, self.s.trials, concurrent)
         return study
 
     def recover(self, study) -> int:
-        """Fail the trials a dead driver left RUNNING and enqueue them again; returns how many."""
+        """Fail the trials dead drivers left RUNNING and enqueue them again; returns how many.
+        A driver is dead when its heartbeat went stale (any machine), or, on this machine, when
+        its process is gone."""
+        from optuna.storages import fail_stale_trials
         from optuna.trial import TrialState
 
-        reaped = 0
+        before = self.reaped
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
+            fail_stale_trials(study)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if _alive(t.user_attrs.get("driver", "")):
-                continue
-            set_trial_attr(self.storage, self.name, t.number, "reason", "interrupted: its search was killed")
-            study.tell(t.number, state=TrialState.FAIL)
-            if t.params:
-                study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
-            reaped += 1
-        return reaped
+            if not _alive(t.user_attrs.get("driver", "")):
+                study.tell(t.number, state=TrialState.FAIL)
+                self._retry_stale(study, t)
+        return self.reaped - before
+
+    def _retry_stale(self, study, trial) -> None:
+        """A dead driver's trial, now failed: say why, free its architecture, run it again."""
+        set_trial_attr(self.storage, self.name, trial.number, "reason", "interrupted: its search was killed")
+        arch_id = trial.user_attrs.get("arch_id")
+        if arch_id:
+            release(self.storage, self.name, arch_id, str(trial.number))
+        if trial.params:
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+        self.reaped += 1
 
     def enqueue_presets(self, study) -> list[str]:
         """Seed a new study with the space's published architectures that fit the budgets."""
@@ -282,37 +363,45 @@ class Search:
         return seeded
 
     def _load_cache(self, study) -> None:
+        """What earlier runs learnt: evaluated architectures, and every partial result (of stopped
+        trials too) for the stopping rule."""
         from optuna.trial import TrialState
 
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
             record = TrialRecord.from_trial(t)
+            if record.provenance.duplicate:
+                continue
+            for step, accuracy in enumerate(record.history, 1):
+                self.halving.add(step, accuracy, record.macs)
             if record.feasible:
                 if self.objectives[0].name not in record.measurements:  # written before measurements
                     record.measurements[self.objectives[0].name] = Measurement(t.values[0], self.objectives[0].unit)
                 self.cache.setdefault(record.arch_id, record)
-                for e, acc in enumerate(record.history, 1):
-                    self.epoch_scores.setdefault(e, []).append(acc)
         self._count(study)
 
     def _count(self, study) -> None:
         from optuna.trial import TrialState
 
+        from studies.results import pareto_trials
+
         p = Progress()
         for t in study.get_trials(deepcopy=False):
-            if t.state == TrialState.COMPLETE:
-                if t.user_attrs.get("feasible"):
+            a = t.user_attrs
+            if a.get("duplicate"):
+                p.repeated += 1
+            elif t.state == TrialState.COMPLETE:
+                if a.get("feasible"):
                     p.feasible += 1
                 else:
                     p.infeasible += 1
             elif t.state == TrialState.FAIL:
-                if t.user_attrs.get("invalid"):
+                if a.get("invalid"):
                     p.invalid += 1
                 else:
                     p.failed += 1
             elif t.state == TrialState.PRUNED:
                 p.stopped += 1
         p.complete = p.feasible
-        from studies.results import pareto_trials
         p.front = len(pareto_trials(study))
         self.progress = p
 
@@ -335,24 +424,21 @@ class Search:
         return self._violations(record.macs, record.params, None if lat is None else lat.value)
 
     # ------------------------------------------------------------------ running
-    def open(self):
-        """Open (or create) the study and check it may be resumed; ``run`` calls it if needed."""
-        if self.study is None:
-            self.study = self.open_study()
-        return self.study
-
     def run(self) -> Any:
         study = self.open()
-        self.reaped = self.recover(study)
-        self.seeded = self.enqueue_presets(study)
-        self._load_cache(study)
-        self.on_progress(self.progress)
-        if self.progress.complete >= self.s.trials:
-            return study
-        if self.instant:
-            self._run_instant(study)
-        else:
-            self._run_pool(study)
+        self.heartbeat = Heartbeat(self.storage, self.name)
+        try:
+            self.recover(study)
+            self.seeded = self.enqueue_presets(study)
+            self._load_cache(study)
+            self.on_progress(self.progress)
+            if self.progress.complete < self.s.trials:
+                if self.instant:
+                    self._run_instant(study)
+                else:
+                    self._run_pool(study)
+        finally:
+            self.heartbeat.stop()
         self._count(study)
         self.on_progress(self.progress)
         return study
@@ -363,23 +449,31 @@ class Search:
     def _deadline(self) -> float:
         return time.monotonic() + self.s.timeout_s if self.s.timeout_s else math.inf
 
-    def _ask(self, study) -> Optional[Candidate]:
+    def _ask(self, study, deadline: float = math.inf) -> Optional[Candidate]:
         """Ask until a candidate needs evaluating; handles invalid, infeasible and repeated samples
-        here. Returns None when enough trials are complete."""
+        here. Returns None when enough trials are complete or the time is up."""
         from optuna.trial import TrialState
 
         from search_spaces import InvalidArchitecture
 
-        invalid_run = 0
-        while True:
-            trial = study.ask()
-            provenance = Provenance(_driver_id(), trial.user_attrs.get("preset"), trial.user_attrs.get("retry_of"))
+        invalid_run = repeat_run = 0
+        while time.monotonic() < deadline:
+            self._asks += 1
+            if not self.instant or self._asks % 20 == 0:
+                self._count(study)  # other drivers may be adding to the study
+            if self._enough():
+                break
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
+                trial = study.ask()
+            self.heartbeat.add(trial.number)
+            provenance = Provenance(self.driver, trial.user_attrs.get("preset"), trial.user_attrs.get("retry_of"))
             trial.set_user_attr("driver", provenance.driver)
             try:
                 arch = self.space.sample(trial)
             except InvalidArchitecture as e:
-                self.writer.write(trial, TrialRecord(invalid=True, reason=f"invalid: {e}", provenance=provenance))
-                study.tell(trial, state=TrialState.FAIL)
+                self._tell(study, trial, TrialRecord(invalid=True, reason=f"invalid: {e}", provenance=provenance),
+                           TrialState.FAIL)
                 self.progress.invalid += 1
                 invalid_run += 1
                 if invalid_run >= self.s.max_invalid:
@@ -399,24 +493,64 @@ class Search:
             if reason:
                 self._tell_infeasible(study, trial, record, constraints, reason)
                 continue
-            known = self.cache.get(arch.arch_id)
-            if known is not None:
-                record.measurements, record.history = dict(known.measurements), list(known.history)
-                record.provenance.duplicate = True
-                self._tell_complete(study, trial, record)
-                if self._enough():
-                    return None
+            if self._repeat(study, trial, record):
+                repeat_run += 1
+                if repeat_run >= self.s.max_repeats:
+                    raise SearchError(f"the sampler proposed {repeat_run} architectures in a row that were already "
+                                      f"evaluated: space {self.s.space!r} looks exhausted under these budgets "
+                                      f"({self.progress.complete} distinct candidates)")
                 continue
             self.writer.write(trial, record)
             return Candidate(trial, record, Stage.LATENCY if self.s.latency_budget_ms else Stage.SCORE)
+        return None
+
+    def _repeat(self, study, trial, record: TrialRecord) -> bool:
+        """Whether ``record``'s architecture was evaluated, or is being evaluated, by another trial of
+        the study (this driver's or another's); if so the trial is told and True returned. Else the
+        trial now owns the architecture."""
+        from optuna.trial import TrialState
+
+        known = self.cache.get(record.arch_id)
+        owner = None
+        if known is None:
+            owner = int(claim(self.storage, self.name, record.arch_id, str(trial.number)))
+            if owner == trial.number:
+                return False
+            other = self.storage.get_trial(self.storage.get_trial_id_from_study_id_trial_number(
+                self.storage.get_study_id_from_name(self.name), owner))
+            if other.state == TrialState.COMPLETE and other.user_attrs.get("feasible"):
+                known = TrialRecord.from_trial(other)
+                if self.objectives[0].name not in known.measurements:
+                    known.measurements[self.objectives[0].name] = Measurement(other.values[0],
+                                                                              self.objectives[0].unit)
+                self.cache[record.arch_id] = known
+            elif other.state == TrialState.FAIL:  # a failed owner that kept its claim: take the architecture over
+                release(self.storage, self.name, record.arch_id, str(owner))
+                return self._repeat(study, trial, record)
+        record.provenance.duplicate = True
+        self.progress.repeated += 1
+        if known is not None:  # the sampler learns the known result; it does not count as a new candidate
+            record.measurements, record.history = dict(known.measurements), list(known.history)
+            for name, value in self._record_violations(record)[0].items():
+                trial.set_constraint(name, value)
+            record.feasible = True
+            self._tell(study, trial, record, values=objective_values(self.objectives, record))
+        else:
+            record.reason = f"the same architecture as trial {owner}, which is being or was evaluated"
+            self._tell(study, trial, record, TrialState.FAIL)
+        return True
+
+    def _tell(self, study, trial, record: TrialRecord, state=None, values=None) -> None:
+        self.writer.write(trial, record)
+        study.tell(trial, values, state=state)
+        self.writer.forget(trial)
+        self.heartbeat.remove(trial.number)
 
     def _tell_infeasible(self, study, trial, record: TrialRecord, constraints: dict[str, float], reason: str) -> None:
         for name, value in constraints.items():
             trial.set_constraint(name, value)
         record.feasible, record.reason = False, reason
-        self.writer.write(trial, record)
-        study.tell(trial, objective_values(self.objectives, record))
-        self.writer.forget(trial)
+        self._tell(study, trial, record, values=objective_values(self.objectives, record))
         self.progress.infeasible += 1
         self.on_progress(self.progress)
 
@@ -426,9 +560,8 @@ class Search:
         for name, value in self._record_violations(record)[0].items():
             trial.set_constraint(name, value)
         record.feasible = True
-        self.writer.write(trial, record)
-        study.tell(trial, objective_values(self.objectives, record))
-        self.writer.forget(trial)
+        self._tell(study, trial, record, values=objective_values(self.objectives, record))
+        self.cache[record.arch_id] = record
         self.progress.feasible += 1
         self.progress.complete += 1
         self.progress.front = len(pareto_trials(study))
@@ -438,15 +571,26 @@ class Search:
         return self.progress.complete >= self.s.trials
 
     def _run_instant(self, study) -> None:
+        from optuna.trial import TrialState
+
         deadline = self._deadline()
         context = self.context()
-        while not self._enough() and time.monotonic() < deadline:
-            candidate = self._ask(study)
-            if candidate is None:
-                return
+        failures = 0
+        while (candidate := self._ask(study, deadline)) is not None:
             record = candidate.record
-            record.measurements[self.objectives[0].name] = self.evaluator.evaluate(record.arch, context)
-            self.cache[record.arch_id] = record
+            try:
+                record.measurements[self.objectives[0].name] = self.evaluator.evaluate(record.arch, context)
+            except Exception as e:  # a failing candidate is a result, not a crash
+                from studies.pool import error_line
+
+                record.reason, failures = error_line(e), failures + 1
+                self.progress.failed += 1
+                release(self.storage, self.name, record.arch_id, str(candidate.trial.number))
+                self._tell(study, candidate.trial, record, TrialState.FAIL)
+                if failures >= self.s.max_failures:
+                    raise SearchFailed(f"{failures} candidates failed in a row; the last: {record.reason}") from None
+                continue
+            failures = 0
             self._tell_complete(study, candidate.trial, record)
 
     # ------------------------------------------------------------------ worker pool
@@ -469,64 +613,76 @@ class Search:
 
         deadline = self._deadline()
         running: dict[int, Candidate] = {}
+        started: dict[int, float] = {}
+        failures = 0
 
         def end(key: int, state, reason: str, stopped_at: Optional[int] = None) -> None:
             """End a running trial that will not complete (failed, or stopped early)."""
             c = running.pop(key)
             c.record.reason, c.record.stopped_at_epoch = reason, stopped_at
-            self.writer.write(c.trial, c.record)
-            study.tell(c.trial, state=state)
-            self.writer.forget(c.trial)
+            if state == TrialState.FAIL:  # it may be tried again
+                release(self.storage, self.name, c.record.arch_id, str(key))
+            self._tell(study, c.trial, c.record, state)
             pool.drop(key)
             self.on_progress(self.progress)
 
-        while True:
-            out_of_time = time.monotonic() >= deadline
-            while (not out_of_time and pool.idle() and not self._enough()
-                   and self.progress.complete + len(running) < self.s.trials):
-                candidate = self._ask(study)
-                if candidate is None:
-                    break
-                running[candidate.trial.number] = candidate
-                self._submit(pool, candidate)
-            if not running:
-                return
-            key, measurement, error = pool.next_result()
-            c = running[key]
-            if error is not None:
-                self.progress.failed += 1
-                end(key, TrialState.FAIL, error)
-                continue
-            if c.stage is Stage.LATENCY:
-                c.record.measurements[LATENCY_METRIC] = measurement
-                constraints, reason = self._record_violations(c.record)
-                if reason:
-                    running.pop(key)
-                    self._tell_infeasible(study, c.trial, c.record, constraints, reason)
+        try:
+            while True:
+                while pool.idle() and self.progress.complete + len(running) < self.s.trials:
+                    candidate = self._ask(study, deadline)
+                    if candidate is None:
+                        break
+                    running[candidate.trial.number] = candidate
+                    started[candidate.trial.number] = time.monotonic()
+                    self._submit(pool, candidate)
+                if not running:
+                    return
+                key, measurement, error = pool.next_result()
+                c = running[key]
+                late = (self.s.candidate_timeout_s is not None
+                        and time.monotonic() - started[key] > self.s.candidate_timeout_s)
+                if error is None and late and not measurement.final:
+                    error = f"over the per-candidate time limit of {self.s.candidate_timeout_s:g} s"
+                if error is not None:
+                    self.progress.failed += 1
+                    failures += 1
+                    end(key, TrialState.FAIL, error)
+                    if failures >= self.s.max_failures:
+                        raise SearchFailed(f"{failures} candidates failed in a row; the last: {error}")
                     continue
-                c.stage = Stage.SCORE
-                self.writer.write(c.trial, c.record)
-                self._submit(pool, c)
-                continue
-            if self.evaluator.stepwise:
-                c.record.history.append(measurement.value)
-                self.writer.write(c.trial, c.record)
-            if not measurement.final:
-                epoch = measurement.step
-                peers = self.epoch_scores.get(epoch, [])
-                self.epoch_scores.setdefault(epoch, []).append(measurement.value)
-                if time.monotonic() >= deadline:
-                    self.progress.stopped += 1
-                    end(key, TrialState.PRUNED, "the time limit came", epoch)
-                elif self.s.early_stop and len(peers) >= 4 and measurement.value < statistics.median(peers):
-                    self.progress.stopped += 1
-                    end(key, TrialState.PRUNED, "below the median of its peers", epoch)
-                else:
+                failures = 0
+                if c.stage is Stage.LATENCY:
+                    c.record.measurements[LATENCY_METRIC] = measurement
+                    constraints, reason = self._record_violations(c.record)
+                    if reason:
+                        running.pop(key)
+                        self._tell_infeasible(study, c.trial, c.record, constraints, reason)
+                        continue
+                    c.stage = Stage.SCORE
+                    self.writer.write(c.trial, c.record)
                     self._submit(pool, c)
-                continue
-            if measurement.step:
-                self.epoch_scores.setdefault(measurement.step, []).append(measurement.value)
-            c.record.measurements[self.objectives[0].name] = measurement
-            self.cache[c.record.arch_id] = c.record
-            running.pop(key)
-            self._tell_complete(study, c.trial, c.record)
+                    continue
+                if self.evaluator.stepwise:
+                    c.record.history.append(measurement.value)
+                    self.writer.write(c.trial, c.record)
+                keeps = True
+                if measurement.step is not None:
+                    keeps = self.halving.keeps(measurement.step, measurement.value, c.record.macs)
+                    self.halving.add(measurement.step, measurement.value, c.record.macs)
+                if not measurement.final:
+                    if time.monotonic() >= deadline:
+                        self.progress.stopped += 1
+                        end(key, TrialState.PRUNED, "the time limit came", measurement.step)
+                    elif self.s.early_stop and not keeps:
+                        self.progress.stopped += 1
+                        end(key, TrialState.PRUNED, f"not in the best 1/{self.s.eta} of its rung by Pareto rank "
+                                                    "(partial accuracy, MACs)", measurement.step)
+                    else:
+                        self._submit(pool, c)
+                    continue
+                c.record.measurements[self.objectives[0].name] = measurement
+                running.pop(key)
+                self._tell_complete(study, c.trial, c.record)
+        finally:
+            for key in list(running):  # the search stops (failures, an error, Ctrl-C): nothing stays RUNNING
+                end(key, TrialState.FAIL, "the search stopped before it finished")
