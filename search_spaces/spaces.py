@@ -270,7 +270,7 @@ family_space(
     "Mobile-Former: a MobileNet branch and a few global tokens joined by two-way bridges; searches depths, widths, "
     "expansion ratios and the number of tokens, around the seven published variants.",
     _family("mobileformer_"), {
-        "stages.*.depth": IntRange(1, 4), "stages.*.width": _widths(_family("mobileformer_"), 8, 256, 4), "global_tokens.num": IntRange(2, 8),
+        "stages.*.depth": IntRange(1, 6), "stages.*.width": _widths(_family("mobileformer_"), 8, 512, 4), "global_tokens.num": IntRange(2, 8),
         "stages.*.mobile_former.expand_ratio": Choice(2.0, 3.0, 4.0, 6.0)})
 
 family_space(
@@ -287,7 +287,7 @@ family_space(
     "Plain ViT with a patchify stem (ViT_P) or an early-convolution stem (ViT_C); searches the stem, width, depth, "
     "heads and MLP ratio.",
     _family("vit_c_") + _family("vit_p_"), {
-        "stem.width": Choice(64, 96, 128, 192, 256, 384, 512, 768, 1024), "stages.0.depth": IntRange(2, 16),
+        "stem.width": Choice(32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024), "stages.0.depth": IntRange(1, 16),
         "stages.0.vit.num_heads": Choice(2, 4, 3, 6, 8, 12, 16), "stages.0.vit.mlp_ratio": Choice(2.0, 3.0, 4.0)})
 
 family_space(
