@@ -2,12 +2,14 @@
 the same model, data and batch size, one thread, measured side by side in alternating rounds.
 
 The bare loop is what a user would write with the data already in memory as normalised float
-tensors at the training resolution: forward, cross-entropy, backward, AdamW step. ``train_run``
-does its whole recipe (per-batch resize and normalisation from the uint8 images, flips, label
-smoothing, drop path, gradient clipping, a per-step LR schedule, the progress callback; EMA and
-mixup off, as by default). Both use channels-last on CPU. Images/s are counted over the steps after
-the first ``--warmup`` of each epoch (steady state), timed by the progress callback for train_run;
-the whole-epoch figure train_run reports is printed beside it.
+tensors at the training resolution: forward, cross-entropy, backward, AdamW step, on the same
+model (``nas.build_model`` with the same ``--drop-path-rate``, channels-last on CPU as train_run
+makes it). ``train_run`` does its whole recipe around it: per-batch resize and normalisation from
+the uint8 images, flips, label smoothing, gradient clipping, a per-step LR schedule, the progress
+callback, a checkpoint and validation after the epoch (EMA and mixup off, as by default). Images/s
+count the training steps after the first ``--warmup`` of each epoch (timed by the progress
+callback for train_run); the whole-epoch figure train_run reports is printed beside it. On a busy
+machine, more and shorter rounds average the noise out better.
 
     python benchmarks/train_throughput.py                       # coatnet_0 at width x0.25, 64 px
     python benchmarks/train_throughput.py --arch poolformer_s12 --resolution 32 --rounds 5
@@ -48,7 +50,7 @@ def run_train_run(arch, data, recipe: RecipeConfig, warmup: int) -> tuple[float,
 
 def run_bare(arch, x: torch.Tensor, y: torch.Tensor, recipe: RecipeConfig, classes: int, warmup: int) -> float:
     torch.manual_seed(recipe.seed)
-    model = nas.build_model(arch, classes).to(memory_format=torch.channels_last)
+    model = nas.build_model(arch, classes, drop_path_rate=recipe.drop_path_rate).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
     model.train()
     order = torch.randperm(len(x))
@@ -70,22 +72,24 @@ def main() -> None:
     ap.add_argument("--width-mult", type=float, default=0.25)
     ap.add_argument("--resolution", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--images", type=int, default=2048, help="training images per round (one epoch)")
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--images", type=int, default=1024, help="training images per round (one epoch)")
+    ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--drop-path-rate", type=float, default=0.1, help="of the model in both loops (recipe default)")
     ap.add_argument("--warmup", type=int, default=2, help="steps of each epoch left out of the rate")
     args = ap.parse_args()
 
     arch = nas.scale_widths(nas.get_arch(args.arch), args.width_mult)
     data = load_dataset("fashion-mnist")
     recipe = RecipeConfig(epochs=1, resolution=args.resolution, batch_size=args.batch_size, train_size=args.images,
-                          val_size=500, test_size=500, warmup_epochs=0.1, threads=1, device="cpu")
+                          val_size=500, test_size=500, warmup_epochs=0.1, threads=1, device="cpu",
+                          drop_path_rate=args.drop_path_rate)
     train, _ = data.split_validation(recipe.val_size, seed=recipe.seed, train_size=recipe.train_size)
     mean, std = channel_stats(train.x)
     x, y = prepare(train.x, recipe.resolution, mean, std), train.y  # the bare loop's data, ready in memory
     cost = nas.analytic_cost(arch, args.resolution, data.num_classes)
     print(f"{args.arch} x{args.width_mult} at {args.resolution} px ({cost.params / 1e6:.2f} M params, "
-          f"{cost.macs / 1e6:.1f} M MACs), batch {args.batch_size}, {args.images} images per round, 1 thread, "
-          f"torch {torch.__version__}")
+          f"{cost.macs / 1e6:.1f} M MACs), drop path {args.drop_path_rate:g}, batch {args.batch_size}, "
+          f"{args.images} images per round, 1 thread, torch {torch.__version__}")
     ours, ours_epoch, bare = [], [], []
     with torch_threads(1):
         for r in range(args.rounds):

@@ -584,3 +584,23 @@ def validation_images(run_dir: Union[str, Path], data: Union[str, Dataset]) -> t
     _, val = data.split_validation(recipe.val_size, seed=recipe.seed, train_size=recipe.train_size)
     mean, std = torch.tensor(info["mean"]), torch.tensor(info["std"])
     return prepare(val.x, recipe.resolution, mean, std), val.y
+
+
+def describe_run(info: dict) -> str:
+    """One paragraph for a model card: the recipe, the epochs done and the measured accuracies
+    (``info`` as :func:`load_run` returns it)."""
+    r = RecipeConfig.from_dict(info["recipe"])
+    parts = [f"AdamW (lr {r.lr:g}, weight decay {r.weight_decay:g}, batch {r.batch_size})",
+             f"{r.warmup_epochs:g} warm-up epochs then cosine decay", f"label smoothing {r.label_smoothing:g}",
+             f"stochastic depth {r.drop_path_rate:g} (linear over blocks)"]
+    if r.mixup_alpha or r.cutmix_alpha:
+        parts.append(f"mixup alpha {r.mixup_alpha:g} / cutmix alpha {r.cutmix_alpha:g}")
+    if r.ema_decay:
+        parts.append(f"EMA of weights (decay {r.ema_decay:g}; these are the EMA weights)")
+    text = (f"Trained {info['epochs_done']} of {r.epochs} epochs on {info['dataset']} at {r.resolution}x{r.resolution} "
+            f"(seed {r.seed}): {', '.join(parts)}.")
+    if info.get("val_accuracy") is not None:
+        text += f" Validation accuracy {info['val_accuracy']:.4f} ({info['validation']})."
+    if info.get("test_accuracy") is not None:
+        text += f" Test accuracy {info['test_accuracy']:.4f} ({info['test']}), measured once after training."
+    return text

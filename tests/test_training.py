@@ -17,7 +17,8 @@ import torch
 
 import nas
 from evaluators.data import Dataset, load_dataset, prepare
-from studies.training import RecipeConfig, RunError, load_recipe, load_run, train_run, validation_images
+from studies.training import (RecipeConfig, RunError, describe_run, load_recipe, load_run, train_run,
+                              validation_images)
 
 # every random part of the recipe on: drop path, mixup and cutmix, EMA, flips
 RECIPE = RecipeConfig(epochs=2, resolution=32, batch_size=32, lr=2e-3, warmup_epochs=0.5, drop_path_rate=0.2,
@@ -79,6 +80,9 @@ def test_one_epoch_run(tmp_path, fmnist):
     assert accuracy == pytest.approx(result.val_accuracy)  # the exported weights score what the run reported
     assert info["finished"] and info["epochs_done"] == 1 and info["test_accuracy"] == result.test_accuracy
     assert info["dataset"] == "fashion-mnist" and info["validation"] == result.validation and not info["ema"]
+    card = describe_run(info)
+    assert f"Validation accuracy {result.val_accuracy:.4f} (train split, 128 held-out images, seed 3)" in card
+    assert f"Test accuracy {result.test_accuracy:.4f} (test split, 300 images)" in card and "1 of 1 epochs" in card
 
 
 KILLED_RUN = textwrap.dedent("""
