@@ -110,8 +110,12 @@ def connect(address: Optional[str], local_cpus: int) -> bool:
         ray.init(address=address, **quiet)
     except (ConnectionError, RuntimeError, ValueError) as e:
         lines = str(e).strip().splitlines()
+        # Ray reports a missing or wrong token only in its own log lines, not in the exception
+        hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
+                "; a cluster started with RAY_AUTH_MODE=token needs RAY_AUTH_MODE=token here too, with its token "
+                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)")
         raise InputError(f"cannot join the Ray cluster at --address {address}: "
-                         f"{lines[0] if lines else type(e).__name__}") from None
+                         f"{lines[0] if lines else type(e).__name__}{hint}") from None
     return True
 
 

@@ -58,10 +58,13 @@ def test_cpu_workers_on_a_gpu_machine_see_no_gpu():
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    (dict(cluster_cpus=8, cluster_gpus=0, gpus_per_worker=1), "--gpus-per-worker 1 needs GPUs, but the Ray cluster has none"),
+    (dict(cluster_cpus=8, cluster_gpus=0, gpus_per_worker=1),
+     "--gpus-per-worker 1 needs GPUs, but the Ray cluster has none"),
     (dict(cluster_cpus=8, cluster_gpus=4, gpus_per_worker=2), "--gpus-per-worker must be in [0, 1]"),
-    (dict(cluster_cpus=64, cluster_gpus=4, workers=5), "--workers 5 with 1 GPU each needs 5 GPUs; the Ray cluster has 4"),
-    (dict(cluster_cpus=2, cluster_gpus=0, workers=3), "--workers 3 needs 3 CPUs (one per worker); the Ray cluster has 2"),
+    (dict(cluster_cpus=64, cluster_gpus=4, workers=5),
+     "--workers 5 with 1 GPU each needs 5 GPUs; the Ray cluster has 4"),
+    (dict(cluster_cpus=2, cluster_gpus=0, workers=3),
+     "--workers 3 needs 3 CPUs (one per worker); the Ray cluster has 2"),
 ])
 def test_plan_refuses_what_the_cluster_lacks(kwargs, needle):
     with pytest.raises(InputError) as e:
@@ -111,17 +114,22 @@ class TwoNodeCluster:
                     "RAY_USAGE_STATS_ENABLED": "0"}
         self.env.pop("RAY_ADDRESS", None)
         self.procs: list[subprocess.Popen] = []
-        common = ["--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats",
-                  f"--dashboard-agent-listen-port={_free_port()}"]
-        self._start("head", ["--head", f"--port={self.port}", "--include-dashboard=false", *common])
-        self._wait_for_port()
-        self._start("worker", [f"--address={self.address}", *common])
-        self.nodes = self._wait_for_nodes(2)
+        try:
+            self._start("head", "--head", f"--port={self.port}", "--include-dashboard=false")
+            self._wait_for_port()
+            self._start("worker", f"--address={self.address}")
+            self.nodes = self._wait_for_nodes(2)
+        except BaseException:
+            self.close()
+            raise
 
-    def _start(self, name: str, args: list[str]) -> None:
-        log = open(self.dir / f"{name}.log", "w")
-        self.procs.append(subprocess.Popen([shutil.which("ray") or "ray", "start", f"--temp-dir={self.dir / name}", *args],
-                                           stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True))
+    def _start(self, name: str, *args: str) -> None:
+        command = [sys.executable, "-m", "ray.scripts.scripts", "start", "--block", f"--temp-dir={self.dir / name}",
+                   "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0", "--disable-usage-stats",
+                   f"--dashboard-agent-listen-port={_free_port()}", *args]
+        with open(self.dir / f"{name}.log", "w") as log:
+            self.procs.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                               start_new_session=True))  # a process group of its own, to end it
 
     def _wait_for_port(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -145,7 +153,7 @@ class TwoNodeCluster:
                 "print(json.dumps(alive))\n")
         r = subprocess.run([sys.executable, "-c", code, self.address], capture_output=True, text=True, env=self.env,
                            timeout=180)
-        nodes = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else []
+        nodes = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 and r.stdout.strip() else []
         if len(nodes) < count:
             raise RuntimeError(f"{len(nodes)} of {count} Ray nodes up: {r.stderr[-2000:]}"
                                f"{(self.dir / 'worker.log').read_text()[-2000:]}")
@@ -223,7 +231,8 @@ def test_two_drivers_on_one_postgresql_study(cluster, tmp_path):
     name = f"drivers-{os.getpid()}-{int(time.time())}"
     drivers = [subprocess.Popen([*SEARCH, "--trials", "2", "--address", cluster.address, "--workers", "1",
                                  "--storage", url, "--study", name, "--seed", str(seed)],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env, cwd=tmp_path)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cluster.env,
+                                cwd=tmp_path)
                for seed in (0, 1)]
     outputs = [d.communicate(timeout=300) for d in drivers]
     for d, (_, err) in zip(drivers, outputs):
