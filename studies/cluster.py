@@ -85,9 +85,9 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
     except OSError as e:
-        why = "no answer" if isinstance(e, socket.timeout) else (e.strerror or str(e))
-        raise InputError(f"cannot reach the Ray cluster at --address {address}: {why} within {timeout_s:g} s "
-                         "(is `ray start --head` running there, and the port open?)") from None
+        why = f"no answer within {timeout_s:g} s" if isinstance(e, socket.timeout) else (e.strerror or str(e))
+        raise InputError(f"cannot reach the Ray cluster at --address {address}: {why} (is `ray start --head` "
+                         "running there, and the port open?)") from None
 
 
 def connect(address: Optional[str], local_cpus: int) -> bool:
@@ -112,8 +112,8 @@ def connect(address: Optional[str], local_cpus: int) -> bool:
         lines = str(e).strip().splitlines()
         # Ray reports a missing or wrong token only in its own log lines, not in the exception
         hint = ("" if os.environ.get("RAY_AUTH_MODE") == "token" else
-                "; a cluster started with RAY_AUTH_MODE=token needs RAY_AUTH_MODE=token here too, with its token "
-                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)")
+                " (if that cluster uses token authentication, set RAY_AUTH_MODE=token and its token here too: "
+                "RAY_AUTH_TOKEN or ~/.ray/auth_token)")
         raise InputError(f"cannot join the Ray cluster at --address {address}: "
                          f"{lines[0] if lines else type(e).__name__}{hint}") from None
     return True
