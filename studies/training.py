@@ -470,10 +470,11 @@ def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig,
     reason = nas.check_arch(arch)
     if reason:
         raise RunError(f"invalid architecture: {reason}")
+    spec = data if isinstance(data, str) else None
     data = load_dataset(data) if isinstance(data, str) else data
     run_dir = Path(run_dir)
     resuming = _check_run_dir(run_dir, arch, data, recipe)
-    ckpt = _load_checkpoint(run_dir / "checkpoint.pt") if (run_dir / "checkpoint.pt").exists() else None
+    ckpt = _load_checkpoint(run_dir / "checkpoint.pt") if resuming and (run_dir / "checkpoint.pt").exists() else None
     device = recipe.device or ("cuda" if torch.cuda.is_available() else "cpu")
     cuda_devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
     start = time.perf_counter()
@@ -486,9 +487,10 @@ def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig,
             run_dir.mkdir(parents=True, exist_ok=True)
             _write_json(run_dir / "recipe.json", recipe.to_dict())
             _write_json(run_dir / "run.json", {
-                "dataset": data.name, "num_classes": data.num_classes, "classes": list(data.classes),
-                "validation": run.val.source, "training": run.train.source, "resolution": recipe.resolution,
-                "mean": run.mean.tolist(), "std": run.std.tolist(), "arch_id": arch.arch_id})
+                "dataset": data.name, "dataset_spec": spec, "num_classes": data.num_classes,
+                "classes": list(data.classes), "validation": run.val.source, "training": run.train.source,
+                "resolution": recipe.resolution, "mean": run.mean.tolist(), "std": run.std.tolist(),
+                "arch_id": arch.arch_id})
             # arch.json last: it marks the directory as a run, so a kill before it leaves a fresh start
             tmp = run_dir / ".arch.json.tmp"
             nas.save_config(arch, tmp)
@@ -544,7 +546,8 @@ def load_run(run_dir: Union[str, Path]) -> tuple[ArchConfig, dict, dict]:
     The state_dict is the EMA's when the recipe kept one, else the trained weights, on the CPU;
     load it into ``nas.build_model(arch, info["num_classes"])``. ``info`` holds ``recipe`` (a dict),
     ``epochs_done``, ``finished``, ``val_accuracy`` and ``val_history``, ``test_accuracy`` (None
-    until the run has finished), ``dataset``, ``num_classes``, ``classes``, ``validation`` (where
+    until the run has finished), ``dataset`` (its name), ``dataset_spec`` (the spec it was loaded from, None
+    when a loaded Dataset was passed), ``num_classes``, ``classes``, ``validation`` (where
     the validation images came from), ``resolution``, ``mean`` and ``std`` (the input normalisation,
     per channel, of images scaled to [0, 1]) and ``metrics`` (one dict per epoch)."""
     run_dir = Path(run_dir)
@@ -566,8 +569,8 @@ def load_run(run_dir: Union[str, Path]) -> tuple[ArchConfig, dict, dict]:
         "val_accuracy": history[-1]["val_accuracy"] if history else None,
         "val_history": [m["val_accuracy"] for m in history], "test_accuracy": result.get("test_accuracy"),
         "test": result.get("test"), "metrics": history, "ema": ckpt["ema"] is not None,
-        **{k: run_info.get(k) for k in ("dataset", "num_classes", "classes", "validation", "resolution", "mean",
-                                        "std")},
+        **{k: run_info.get(k) for k in ("dataset", "dataset_spec", "num_classes", "classes", "validation",
+                                        "resolution", "mean", "std")},
     }
     return arch, (ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"]), info
 

@@ -80,6 +80,7 @@ def test_one_epoch_run(tmp_path, fmnist):
     assert accuracy == pytest.approx(result.val_accuracy)  # the exported weights score what the run reported
     assert info["finished"] and info["epochs_done"] == 1 and info["test_accuracy"] == result.test_accuracy
     assert info["dataset"] == "fashion-mnist" and info["validation"] == result.validation and not info["ema"]
+    assert info["dataset_spec"] is None and info["resolution"] == 32 and info["num_classes"] == 10
     card = describe_run(info)
     assert f"Validation accuracy {result.val_accuracy:.4f} (train split, 128 held-out images, seed 3)" in card
     assert f"Test accuracy {result.test_accuracy:.4f} (test split, 300 images)" in card and "1 of 1 epochs" in card
@@ -123,7 +124,8 @@ def test_kill_and_resume_reaches_the_same_weights(tmp_path, finished):
     assert [m["val_accuracy"] for m in resumed["history"]] == [m["val_accuracy"] for m in reference["history"]]
     assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
     _, state, info = load_run(run_dir)
-    assert info["ema"] and all(torch.equal(state[k], reference["ema"][k]) for k in state)  # EMA weights exported
+    assert info["dataset_spec"] == "fashion-mnist" and info["ema"]
+    assert all(torch.equal(state[k], reference["ema"][k]) for k in state)  # the EMA weights are exported
 
 
 def test_finished_run_is_not_trained_again(finished):
