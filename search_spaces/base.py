@@ -145,7 +145,8 @@ class Space:
 
         stem_type = pick("stem.type", Choice(*registry.names("stem")))
         stem_spec = registry.lookup("stem", stem_type)
-        stem = StemConfig(stem_type, pick("stem.width", WIDTHS), self._params(f"stem.{stem_type}", stem_spec.params, pick))
+        stem_width = pick("stem.width", WIDTHS)
+        stem = StemConfig(stem_type, stem_width, self._params(f"stem.{stem_type}", stem_spec.params, pick))
         total_stride = stem_spec.stride(stem.params)
         resolution = pick("resolution", RESOLUTIONS, fits=lambda r: r % total_stride == 0)
         if self.layouts:
@@ -384,6 +385,9 @@ class Space:
                 raise ConfigError(f"{what} budget must be > 0, got {b:g}")
         if not budgets:
             return arch
+        outside = self.contains(arch)
+        if outside:
+            raise InvalidArchitecture(f"space {self.name!r} cannot fit an architecture outside it: {outside}")
         flat = flatten(arch)
         seen: dict[tuple[float, float], tuple[ArchConfig, float]] = {}
 
@@ -400,9 +404,13 @@ class Space:
                         return _snap(dom, value * depth_mult)
                     return value if label in flat and dom.contains(value) else _lowest(dom)
 
-                scaled = self._checked(lambda: self._build(decide))
-                cost = analytic_cost(scaled)
-                seen[key] = scaled, max(getattr(cost, what) / b for b, what in budgets)
+                try:
+                    scaled = self._checked(lambda: self._build(decide))
+                except InvalidArchitecture:  # widths no value can repair count as over budget; never chosen
+                    seen[key] = arch, math.inf
+                else:
+                    cost = analytic_cost(scaled)
+                    seen[key] = scaled, max(getattr(cost, what) / b for b, what in budgets)
             return seen[key]
 
         ratio = at(1.0, 1.0)[1]

@@ -14,7 +14,7 @@ import torch
 import nas
 import search_spaces
 from nas.domains import Choice, Fixed
-from search_spaces import Space
+from search_spaces import InvalidArchitecture, Space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACES = [s.name for s in search_spaces.list_spaces()]
@@ -77,10 +77,12 @@ def test_fit_scales_widths_up_and_down_and_both_budgets_hold():
     assert cost.macs <= 2e9 and cost.params <= 5e6 and max(cost.macs / 2e9, cost.params / 5e6) >= 0.5
 
 
-def test_fit_refuses_a_budget_that_is_not_positive():
+def test_fit_refuses_a_budget_that_is_not_positive_and_an_architecture_outside():
     space = search_spaces.get_space("coatnet_ctt")
     with pytest.raises(nas.ConfigError, match="macs budget"):
         space.fit(nas.get_arch("coatnet_0"), macs_budget=0)
+    with pytest.raises(InvalidArchitecture, match="outside"):
+        space.fit(nas.get_arch("swin_t"), macs_budget=1e9)
 
 
 @pytest.mark.parametrize("space_name", ["coatnet_ctt", "early_conv_vit", "lightvit"])
