@@ -71,8 +71,11 @@ class Space(Command):
         space = search_spaces.get_space(args.name)
         dims = space.dimensions()
         if args.json:
+            least = space.smallest_cost()
             print(dumps({"name": space.name, "description": space.description, "presets": list(space.presets),
-                         "dimensions": [{"label": l, "domain": d, "when": w} for l, d, w in dims]}))
+                         "dimensions": [{"label": l, "domain": d, "when": w} for l, d, w in dims],
+                         "budget_note": space.budget_note,
+                         "smallest": {"macs": least.macs, "params": least.params}}))
             return 0
         print(f"{space.name}: {space.description}\n")
         print(f"presets inside: {', '.join(space.presets) or '-'}\n")
@@ -83,6 +86,9 @@ class Space(Command):
             print(f"  {label:<44} {dom}" + (f"   [if {when}]" if when else ""))
         if fixed:
             print(f"\nfixed ({len(fixed)}): " + ", ".join(f"{l}={d.removeprefix('fixed ')}" for l, d in fixed))
+        least = space.smallest_cost()
+        print(f"\nbudgets: {space.budget_note}\nThe cheapest architecture of the space has {least.macs / 1e6:.3g} M "
+              f"MACs and {least.params / 1e6:.3g} M params: a smaller budget is refused.")
         return 0
 
 

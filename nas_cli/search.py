@@ -27,7 +27,10 @@ class Search(Command):
         p.add_argument("--params-budget", help="parameter budget, e.g. 10m, 500k")
         p.add_argument("--trials", type=int, default=20, help="evaluated candidates in total, resumed runs included "
                        "(over-budget samples are recorded as infeasible and do not count; default 20)")
-        p.add_argument("--timeout", help="stop after this long, e.g. 30m, 1h")
+        p.add_argument("--timeout", help="stop after this long, e.g. 30m, 1h (checked while sampling and between "
+                       "epochs)")
+        p.add_argument("--candidate-timeout", help="fail a candidate still unfinished after this long, e.g. 10m "
+                       "(checked between epochs; default: no limit)")
         p.add_argument("--proxy", choices=[e.name for e in proxies], default="train",
                        help="the objective to maximise (default train): "
                             + "; ".join(f"{e.name}: {e.description}" for e in proxies))
@@ -66,6 +69,7 @@ class Search(Command):
             latency = parse_latency_ms(args.latency_budget) if args.latency_budget else None
             params = parse_params(args.params_budget) if args.params_budget else None
             timeout = parse_duration_s(args.timeout) if args.timeout else None
+            candidate_timeout = parse_duration_s(args.candidate_timeout) if args.candidate_timeout else None
         except BudgetError as e:
             raise UsageError(str(e)) from None
         if args.trials < 1:
@@ -82,7 +86,7 @@ class Search(Command):
                                     train_size=args.train_size, val_size=args.val_size, width_mult=args.width_mult)
         settings = SearchSettings(
             space=args.space, macs_budget=macs, latency_budget_ms=latency, params_budget=params, trials=args.trials,
-            timeout_s=timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
+            timeout_s=timeout, candidate_timeout_s=candidate_timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
             workers=args.workers if args.workers is not None else base.workers, worker_threads=args.worker_threads,
             address=args.address, storage=args.storage, study_name=args.study, seed=args.seed, train=train)
         bar = progress(args.trials, "trial")

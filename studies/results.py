@@ -45,9 +45,13 @@ def trials_frame(study):
 
     names = metric_names(study)
     front = {t.number for t in pareto_trials(study)}
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         r = TrialRecord.from_trial(t)
+        if r.reason is None and t.number in retried:
+            r.reason = "interrupted: its search was killed"
         lat = r.latency
         row: dict[str, Any] = {"trial": t.number, "state": t.state.name, "feasible": r.feasible,
                                "on_front": t.number in front, "arch_id": r.arch_id, "layout": r.layout,

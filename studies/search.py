@@ -2,8 +2,10 @@
 evaluate candidates.
 
 Order of work for each candidate, cheapest first:
-1. sample from the space (define-by-run); an invalid combination fails at once with its reason;
-2. count params and MACs analytically; over budget -> recorded as infeasible (Optuna
+1. sample a shape from the space (define-by-run; valid by construction) and fit its widths to the
+   MAC / params budgets with the analytic counter (``Space.fit``): the trial records the
+   architecture actually evaluated;
+2. count params and MACs analytically; still over budget -> recorded as infeasible (Optuna
    constraints, so the sampler learns) without building anything;
 3. a candidate already evaluated in this study (same arch id) reuses its result;
 4. latency, when there is a latency budget, measured by a worker; over budget -> infeasible;
@@ -263,6 +265,7 @@ class Search:
             raise SearchError(str(e)) from None
         self.evaluator = get_evaluator(settings.proxy)
         self.objectives = settings.objectives
+        self._check_budgets()
         self.name = settings.study_name or settings.default_study_name()
         self.on_progress = on_progress or (lambda p: None)
         self.progress = Progress()
@@ -275,6 +278,21 @@ class Search:
         self._asks = 0
         # an instant proxy and no latency to measure: candidates are scored in the driver, one at a time
         self.instant = self.evaluator.instant and not settings.latency_budget_ms
+
+    def _check_budgets(self) -> None:
+        """A budget below the cheapest architecture of the space cannot be met: say so at once."""
+        from studies.budgets import format_macs
+
+        if not (self.s.macs_budget or self.s.params_budget):
+            return
+        least = self.space.smallest_cost()
+        for budget, reached, what in ((self.s.macs_budget, least.macs, "MAC"), (self.s.params_budget, least.params,
+                                                                                 "parameter")):
+            if budget is not None and budget < reached:
+                shown = (format_macs(budget), format_macs(reached)) if what == "MAC" else (
+                    f"{budget / 1e6:.3g} M", f"{reached / 1e6:.3g} M")
+                raise SearchError(f"the {what} budget {shown[0]} is below what space {self.s.space!r} can reach: its "
+                                  f"smallest architecture has {shown[1]}")
 
     # ------------------------------------------------------------------ study
     def open(self):
@@ -332,13 +350,14 @@ class Search:
             fail_stale_trials(study)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if not _alive(t.user_attrs.get("driver", "")):
+                set_trial_attr(self.storage, self.name, t.number, "reason", "interrupted: its search was killed")
                 study.tell(t.number, state=TrialState.FAIL)
                 self._retry_stale(study, t)
         return self.reaped - before
 
     def _retry_stale(self, study, trial) -> None:
-        """A dead driver's trial, now failed: say why, free its architecture, run it again."""
-        set_trial_attr(self.storage, self.name, trial.number, "reason", "interrupted: its search was killed")
+        """A dead driver's trial, now failed: free its architecture and run it again (the retry
+        records ``retry_of``; a trial failed by Optuna for its stale heartbeat takes no more attributes)."""
         arch_id = trial.user_attrs.get("arch_id")
         if arch_id:
             release(self.storage, self.name, arch_id, str(trial.number))
@@ -487,6 +506,8 @@ class Search:
                 study.tell(trial, state=TrialState.FAIL)
                 raise SearchError(f"study {self.name!r} was made with another version of space {self.s.space!r} "
                                   f"({e}); start a new study (--study NAME)") from None
+            if provenance.preset is None:  # the sampled shape, its widths fitted to the budgets
+                arch = self.space.fit(arch, self.s.macs_budget, self.s.params_budget)
             cost = analytic_cost(arch)
             record = TrialRecord.for_arch(arch, cost.params, cost.macs, provenance)
             constraints, reason = self._violations(cost.macs, cost.params, None)

@@ -12,6 +12,7 @@ from collections import Counter
 import pytest
 
 from studies.record import TrialRecord
+from studies.results import trials_frame
 from studies.search import Search, SearchSettings
 from studies.stopping import ParetoHalving, median_keeps, pareto_levels
 from studies.storage import load_study
@@ -128,3 +129,30 @@ def test_candidates_that_all_fail_end_the_search_in_one_line(tmp_path):
     assert len(lines) == 1 and "20 candidates failed in a row" in lines[0] and "Traceback" not in r.stderr
     study = load_study("f", f"sqlite:///{tmp_path}/f.db")
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
+
+
+def test_a_dead_driver_on_another_machine_is_found_by_its_stale_heartbeat(tmp_path, monkeypatch):
+    import search_spaces
+    import studies.search as search_mod
+    from studies.storage import open_storage
+
+    monkeypatch.setattr(search_mod, "HEARTBEAT_S", 1)  # stale after 3 s
+    s = _settings(tmp_path, trials=2)
+    study = Search(s).run()
+    storage = open_storage(s.storage, 1)
+    orphan = study.ask()
+    orphan.set_user_attr("driver", "another-machine:4242")  # its process cannot be checked from here
+    search_spaces.get_space("metaformer").sample(orphan)  # it had sampled its candidate
+    storage.record_heartbeat(storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name("s"), orphan.number))
+    alive = study.ask()
+    alive.set_user_attr("driver", "another-machine:4343")  # no heartbeat yet: nothing says it died
+    time.sleep(3.5)
+    search = Search(_settings(tmp_path, trials=3))
+    study = search.run()
+    by_number = {t.number: t for t in study.trials}
+    assert search.reaped == 1 and by_number[orphan.number].state.name == "FAIL"
+    assert [t.user_attrs.get("retry_of") for t in study.trials].count(orphan.number) == 1
+    frame = trials_frame(study).set_index("trial")
+    assert "killed" in frame.loc[orphan.number, "reason"]
+    assert by_number[alive.number].state.name == "RUNNING"
