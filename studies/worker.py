@@ -4,14 +4,14 @@ A plain class, so it runs in-process (tests, ``--workers 0``) or as a long-lived
 actor gets the data set from Ray's object store (the driver loaded it once), so a node without
 the data set's files can evaluate. Candidates arrive as config JSON inside a
 :class:`~studies.search.Task`; a stepwise evaluation (training) advances one step per call, its
-state kept here between calls, so the driver can stop a hopeless candidate between steps. Every
-measurement says where it was made: ``details["node"]`` (the Ray node id, or the host name outside
-Ray) and ``details["device"]``.
+state kept here between calls, so the driver can stop a hopeless candidate between steps. As a Ray
+actor, every measurement says where it was made: ``details["node"]`` (the Ray node id) and
+``details["device"]`` (with the GPU's name); in-process, the trial's driver (host and process)
+says it already.
 """
 from __future__ import annotations
 
 import dataclasses
-import socket
 import sys
 from typing import TYPE_CHECKING, Iterator, Optional
 
@@ -35,11 +35,13 @@ def worker_context(context: EvalContext, threads: Optional[int] = None, device: 
     return made
 
 
-def _node() -> str:
+def _ray_node() -> Optional[str]:
+    """The Ray node this process runs on as a Ray actor, or None."""
     ray = sys.modules.get("ray")  # only a process that uses Ray has it imported; importing it costs a second
-    if ray is not None and ray.is_initialized():
-        return ray.get_runtime_context().get_node_id()
-    return socket.gethostname()
+    if ray is None or not ray.is_initialized():  # (get_runtime_context would start a Ray instance)
+        return None
+    context = ray.get_runtime_context()
+    return context.get_node_id() if context.get_actor_id() else None
 
 
 def _device_name(device: str) -> str:
@@ -54,14 +56,16 @@ class CandidateWorker:
     def __init__(self, context: EvalContext, data: Optional["Dataset"] = None):
         self.context = context if data is None else worker_context(context, data=data)
         self.running: dict[int, Iterator[Measurement]] = {}  # trial key -> its stepwise evaluation
-        self.node = _node()
+        self.node = _ray_node()
 
-    def ping(self) -> str:
+    def ping(self) -> Optional[str]:
         """The node this worker runs on, once it has started (with its data set, when it was given one)."""
         return self.node
 
     def run(self, key: int, task) -> Measurement:
         measurement = self._run(key, task)
+        if self.node is None:
+            return measurement
         where = {"node": self.node, "device": _device_name(measurement.device)}
         return dataclasses.replace(measurement, details={**measurement.details, **where})
 

@@ -72,6 +72,20 @@ def test_plan_refuses_what_the_cluster_lacks(kwargs, needle):
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
+def test_in_process_worker_leaves_measurements_as_they_are():
+    """Only a Ray actor adds ``node`` and ``device`` (in-process, the trial's driver says where);
+    asking for the node outside Ray must not start Ray."""
+    import ray
+
+    from studies.search import Task
+    from studies.worker import CandidateWorker
+
+    arch = nas.get_arch("coatnet_0")
+    measured = CandidateWorker(EvalContext()).run(0, Task("params", arch.to_json()))
+    assert measured.value == nas.analytic_cost(arch).params and "node" not in measured.details
+    assert not ray.is_initialized()
+
+
 # ---------------------------------------------------------------- connecting
 def _free_port() -> int:
     with socket.socket() as s:
