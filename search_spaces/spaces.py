@@ -287,7 +287,7 @@ family_space(
     "Plain ViT with a patchify stem (ViT_P) or an early-convolution stem (ViT_C); searches the stem, width, depth, "
     "heads and MLP ratio.",
     _family("vit_c_") + _family("vit_p_"), {
-        "stem.width": Choice(32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024), "stages.0.depth": IntRange(1, 16),
+        "stem.width": Choice(*(w for w in NICE_WIDTHS if 32 <= w <= 1024)), "stages.0.depth": IntRange(1, 16),
         "stages.0.vit.num_heads": Choice(2, 4, 3, 6, 8, 12, 16), "stages.0.vit.mlp_ratio": Choice(2.0, 3.0, 4.0)})
 
 family_space(
