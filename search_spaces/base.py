@@ -474,7 +474,9 @@ class Space:
     @property
     def budget_note(self) -> str:
         """How a budget is met in this space, in a few sentences (for ``nas space show``)."""
-        scaled = sorted({re.sub(r"(?<=\.)\d+(?=\.|$)", "*", label) for label, dom, _ in self._dimension_domains()
+        labels = [(f"{label}.0", dom.item) if isinstance(dom, Seq) else (label, dom)  # a tuple's items
+                  for label, dom, _ in self._dimension_domains()]
+        scaled = sorted({re.sub(r"(?<=\.)\d+(?=\.|$)", "*", label) for label, dom in labels
                          if (WIDTH_LABELS.fullmatch(label) or DEPTH_LABELS.fullmatch(label))
                          and not isinstance(dom, (Fixed, Same)) and _single(dom) is None})
         return ("Every sample is a valid architecture: coupled values (a stem's last width, head counts, an "
