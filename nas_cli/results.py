@@ -95,7 +95,8 @@ class Export(Command):
                    "the best trial on the Pareto front.")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        p.add_argument("study")
+        p.add_argument("study", metavar="STUDY_OR_RUN_DIR",
+                       help="a study, or a `nas train` run directory (exports its trained weights)")
         add_storage(p)
         which = p.add_mutually_exclusive_group()
         which.add_argument("--trial", type=int, metavar="N", help="the trial number to export")
@@ -110,27 +111,35 @@ class Export(Command):
         p.add_argument("--json", action="store_true", help="print the export report as JSON")
 
     def run(self, args: argparse.Namespace) -> int:
-        from studies.export import export_trial
+        from studies.export import export_run, export_trial, is_run_dir
         from studies.storage import load_study
 
-        study = load_study(args.study, args.storage)
-        output = Path(args.output or f"exported/{args.study}")
+        run = is_run_dir(args.study)
+        output = Path(args.output or f"exported/{Path(args.study).name}")
+        if run and (args.trial is not None or args.front_rank or args.num_classes or args.resolution):
+            raise UsageError("a training run exports its trained model as it is: --trial, --front-rank, "
+                             "--num-classes and --resolution are for studies")
+        study = None if run else load_study(args.study, args.storage)
         if not args.json and sys.stderr.isatty():
-            print(f"export: building and tracing the chosen trial of {args.study!r}...", file=sys.stderr)
+            print(f"export: building and tracing {args.study!r}...", file=sys.stderr)
         try:
-            report = export_trial(study, output, args.trial, args.front_rank, args.num_classes, args.resolution,
-                                  args.seed)
+            report = (export_run(args.study, output) if run else
+                      export_trial(study, output, args.trial, args.front_rank, args.num_classes, args.resolution,
+                                   args.seed))
         except OSError as e:
             raise UsageError(f"cannot write to {output}: {e.strerror or e}") from None
         if args.json:
             print(json.dumps(report.to_dict(), indent=2))
             return 0
         fallback = f" (torch.export failed: {report.torch_fallback_reason})" if report.torch_fallback_reason else ""
-        print(f"exported trial {report.trial} of {report.study} ({report.layout}, arch id {report.arch_id}) to "
+        what = (f"the trained run {report.run}" if run else f"trial {report.trial} of {report.study}")
+        print(f"exported {what} ({report.layout}, arch id {report.arch_id}) to "
               f"{output}/\n  {', '.join(report.files)}\n"
               f"  {report.num_classes} classes, input {report.resolution}x{report.resolution}, "
               f"{report.params / 1e6:.3f} M params, {report.macs / 1e6:.1f} M MACs\n"
               f"  torch program: {report.torch_format}{fallback}\n"
-              f"  ONNX Runtime vs PyTorch: max abs difference {report.onnx_max_abs_diff:.2g}\n"
-              "  the weights are freshly initialised: train the config (arch.json) for real; see MODEL_CARD.md")
+              f"  ONNX Runtime vs PyTorch: max abs difference {report.onnx_max_abs_diff:.2g}"
+              + (f"; the same top-1 on {report.top1_matches} of {report.validation_images} validation images\n"
+                 "  trained weights; see MODEL_CARD.md" if run else
+                 "\n  the weights are freshly initialised: `nas train` trains the config for real; see MODEL_CARD.md"))
         return 0

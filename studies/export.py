@@ -39,8 +39,8 @@ class ExportError(InputError):
 @dataclass
 class ExportReport:
     directory: str
-    study: str
-    trial: int
+    study: Optional[str]  # the study and trial exported, or None for a training run
+    trial: Optional[int]
     arch_id: str
     layout: str
     num_classes: int
@@ -52,6 +52,9 @@ class ExportReport:
     params: int  # of the exported model (num_classes outputs)
     macs: int  # of the exported model at ``resolution``
     files: list[str] = field(default_factory=list)
+    run: Optional[str] = None  # the training run directory whose weights were exported
+    top1_matches: Optional[int] = None  # validation images on which ONNX Runtime's top-1 equals PyTorch's
+    validation_images: Optional[int] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -178,12 +181,21 @@ def export_model(arch, directory: str | Path, num_classes: int, resolution: Opti
 
     import nas
 
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     resolution = resolution or arch.resolution
     torch.manual_seed(seed)
     model = nas.build_model(arch, num_classes).eval()
     x = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+    return export_module(model, arch, directory, x, num_classes)
+
+
+def export_module(model, arch, directory: str | Path, x, num_classes: int) -> dict:
+    """Write ``model`` (built from ``arch``, in eval mode) as arch.json, a torch program and
+    model.onnx, traced and checked on the inputs ``x``."""
+    import nas
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    resolution = x.shape[-1]
     nas.save_config(arch, directory / "arch.json")
     torch_file, torch_format, fallback, torch_diff = save_torch_program(model, x, directory)
     onnx_file, onnx_diff = save_onnx(model, x, directory)
@@ -197,6 +209,54 @@ def export_model(arch, directory: str | Path, num_classes: int, resolution: Opti
     return {"files": ["arch.json", torch_file, onnx_file], "torch_format": torch_format, "torch_fallback": fallback,
             "torch_max_abs_diff": torch_diff, "onnx_max_abs_diff": onnx_diff, "params": params, "macs": cost.macs,
             "resolution": resolution, "num_classes": num_classes}
+
+
+def is_run_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a ``nas train`` run directory (rather than a study name)."""
+    return (Path(path) / "arch.json").is_file() and (Path(path) / "recipe.json").is_file()
+
+
+def export_run(run_dir: str | Path, directory: str | Path, batch: int = 256) -> ExportReport:
+    """Export a ``nas train`` run with its trained weights (the EMA's when the recipe kept one), at
+    the resolution it was trained at. ONNX Runtime must give the same top-1 as PyTorch on every one
+    of the run's validation images, or ExportError."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    import nas
+    from studies.training import RunError, load_run, validation_images
+
+    try:
+        arch, weights, info = load_run(run_dir)
+        images, _ = validation_images(run_dir, info.get("dataset_spec") or info["dataset"])
+    except RunError as e:
+        raise ExportError(str(e)) from None
+    model = nas.build_model(arch, info["num_classes"]).eval()
+    model.load_state_dict(weights, strict=True)
+    written = export_module(model, arch, directory, images[:2], info["num_classes"])
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    session = ort.InferenceSession(str(Path(directory) / "model.onnx"), opts, providers=["CPUExecutionProvider"])
+    matches = 0
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = images[i:i + batch]
+            ours = model(x).argmax(1).numpy()
+            theirs = np.argmax(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0], axis=1)
+            matches += int((ours == theirs).sum())
+    if matches != len(images):
+        raise ExportError(f"ONNX Runtime's top-1 differs from PyTorch's on {len(images) - matches} of {len(images)} "
+                          f"validation images; the files are left in {directory} for inspection")
+    report = ExportReport(
+        directory=str(directory), study=None, trial=None, arch_id=arch.arch_id, layout=arch.layout,
+        num_classes=info["num_classes"], resolution=written["resolution"], torch_format=written["torch_format"],
+        torch_fallback_reason=written["torch_fallback"], torch_max_abs_diff=written["torch_max_abs_diff"],
+        onnx_max_abs_diff=written["onnx_max_abs_diff"], params=written["params"], macs=written["macs"],
+        files=written["files"] + ["MODEL_CARD.md"], run=str(run_dir), top1_matches=matches,
+        validation_images=len(images))
+    (Path(directory) / "MODEL_CARD.md").write_text(run_card(arch, info, report))
+    return report
 
 
 # ---------------------------------------------------------------------------- the whole export
@@ -346,4 +406,53 @@ logits = session.run(None, {{"image": np.random.randn(1, 3, {r}, {r}).astype(np.
 ```
 
 Exported with {versions}.
+"""
+
+
+def run_card(arch, info: dict, report: ExportReport) -> str:
+    """The model card of a trained run: the recipe and measured accuracies, then the files."""
+    from studies.training import describe_run
+
+    r = report.resolution
+    torch_file = next(f for f in report.files if f.startswith("model.") and not f.endswith(".onnx"))
+    load_torch = ("program = torch.export.load(\"model.pt2\").module()" if report.torch_format == "torch.export"
+                  else "program = torch.jit.load(\"model.ts\")")
+    test = (f"{info['test_accuracy']:.4f}" if info.get("test_accuracy") is not None
+            else "not measured (the run has not finished)")
+    return f"""# Model card: trained run `{report.run}`
+
+Architecture `{arch.arch_id}`, layout **{arch.layout}**, widths {"/".join(str(s.width) for s in arch.stages)},
+depths {"/".join(str(s.depth) for s in arch.stages)}; **trained weights** for {report.num_classes} classes
+({info['dataset']}), input {r}x{r}.
+
+## Training
+
+{describe_run(info)}
+
+| | |
+|---|---|
+| epochs | {info['epochs_done']} of {info['recipe']['epochs']} |
+| validation accuracy | {info['val_accuracy']:.4f} ({info['validation']}) |
+| test accuracy | {test} |
+| params / MACs | {report.params:,} / {report.macs / 1e6:.1f} M at {r}x{r} |
+
+Inputs: RGB images scaled to [0, 1], resized to {r}x{r} and normalised per channel with mean
+{[round(v, 4) for v in info['mean']]} and std {[round(v, 4) for v in info['std']]} (grey images repeated to
+three channels).
+
+## Files
+
+| file | what it is |
+|---|---|
+| `arch.json` | the config (`nas.load_config`) |
+| `{torch_file}` | the trained model as a {report.torch_format} program; matches the eager model to {report.torch_max_abs_diff:.2g} |
+| `model.onnx` | ONNX opset {ONNX_OPSET}, input `image` (N, 3, {r}, {r}), output `logits`; the same top-1 as PyTorch on all {report.validation_images} validation images (max abs logit difference {report.onnx_max_abs_diff:.2g} on two of them) |
+
+```python
+import torch
+{load_torch}
+logits = program(torch.randn(1, 3, {r}, {r}))
+```
+
+Exported with {", ".join(f"{k} {v}" for k, v in _versions().items())}.
 """
