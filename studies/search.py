@@ -7,14 +7,17 @@ Order of work for each candidate, cheapest first:
    architecture actually evaluated;
 2. count params and MACs analytically; still over budget -> recorded as infeasible (Optuna
    constraints, so the sampler learns) without building anything;
-3. a candidate already evaluated in this study (same arch id) reuses its result;
+3. an architecture evaluated (or being evaluated) anywhere in the study, by any driver, is not
+   evaluated again: each is claimed in the database first (``studies.storage.claim``);
 4. latency, when there is a latency budget, measured by a worker; over budget -> infeasible;
 5. the proxy (an evaluator from ``evaluators.base``): instant ones in the driver, the rest on a
-   worker; a stepwise one (training) advances one step per call, so candidates below the median
-   of their peers at the same epoch stop early.
+   worker; a stepwise one (training) advances one step per call, and between steps only the best
+   1/eta of the candidates at the same step by Pareto rank over (partial score, MACs) go on
+   (``studies.stopping``).
 
 Every tell is committed to the storage at once, so a killed search loses no completed trial;
-on restart, trials left RUNNING by a dead driver are marked failed and enqueued again.
+trials of a dead driver (a stale heartbeat, or a vanished process on this machine) are failed and
+enqueued again.
 """
 from __future__ import annotations
 
@@ -30,12 +33,12 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Callable, Optional
 
-from evaluators.base import EvalContext, Measurement, get_evaluator, list_evaluators, SCORE
+from evaluators.base import SCORE, EvalContext, Measurement, get_evaluator, list_evaluators
 from evaluators.train import TrainConfig
 from nas.builder import analytic_cost
 from nas.config import ConfigError
-from studies.record import (Objective, Provenance, RecordWriter, TrialRecord, objective_values, study_objectives,
-                            LATENCY_METRIC)
+from studies.record import (LATENCY_METRIC, Objective, Provenance, RecordWriter, TrialRecord, objective_values,
+                            study_objectives)
 from studies.stopping import ParetoHalving
 from studies.storage import (DEFAULT_STORAGE, SearchError, claim, open_storage, release, set_trial_attr,
                              study_names)
