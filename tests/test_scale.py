@@ -129,7 +129,8 @@ class TwoNodeCluster:
         self.env.pop("RAY_ADDRESS", None)
         self.procs: list[subprocess.Popen] = []
         try:
-            self._start("head", "--head", f"--port={self.port}", "--include-dashboard=false")
+            self._start("head", "--head", f"--port={self.port}", "--include-dashboard=false",
+                        f"--dashboard-port={_free_port()}")
             self._wait_for_port()
             self._start("worker", f"--address={self.address}")
             self.nodes = self._wait_for_nodes(2)
