@@ -68,13 +68,13 @@ class EvalContext:
     for its whole life, so the data set is read once per worker."""
 
     def __init__(self, dataset: str = "fashion-mnist", train: Optional["TrainConfig"] = None, threads: int = 1,
-                 device: Optional[str] = None, latency_seconds: float = 5.0):
+                 device: Optional[str] = None, latency_seconds: float = 5.0, data: Optional["Dataset"] = None):
         from evaluators.train import TrainConfig
 
         self.dataset, self.threads, self.latency_seconds = dataset, threads, latency_seconds
         self.train = train or TrainConfig()
         self.device = device or ("cuda" if _cuda() else "cpu")
-        self._data: Optional["Dataset"] = None
+        self._data = data  # ``dataset`` already loaded (e.g. handed over by Ray's object store)
 
     @property
     def data(self) -> "Dataset":

@@ -46,10 +46,15 @@ class Search(Command):
                             "ranks approximately (default 1); MACs and params are always the real architecture's")
         p.add_argument("--sampler", choices=SAMPLERS, default="tpe", help="Optuna sampler (default tpe)")
         p.add_argument("--workers", type=int, default=None,
-                       help="Ray workers (default: one per core); 0 evaluates in this process")
+                       help="Ray workers (default: one per GPU of the Ray cluster, else one per CPU); 0 evaluates in "
+                            "this process")
+        p.add_argument("--gpus-per-worker", type=float, default=None,
+                       help="GPU share of each Ray worker, in [0, 1] (default 1 when the cluster has GPUs; 0.5 puts two "
+                            "workers on a GPU; 0 keeps workers on CPUs)")
         p.add_argument("--worker-threads", type=positive(int), default=None,
                        help="torch threads of each worker (default: the machine's cores divided among the workers)")
-        p.add_argument("--address", help="an existing Ray cluster's address (default: start a local one)")
+        p.add_argument("--address", help="HOST:PORT of a running Ray cluster (`auto`: the one on this machine); "
+                       "default: a private local cluster for this search")
         add_storage(p)
         p.add_argument("--study", help="study name (default: from space, proxy and budgets)")
         p.add_argument("--seed", type=int, default=0)
@@ -87,7 +92,7 @@ class Search(Command):
         settings = SearchSettings(
             space=args.space, macs_budget=macs, latency_budget_ms=latency, params_budget=params, trials=args.trials,
             timeout_s=timeout, candidate_timeout_s=candidate_timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
-            workers=args.workers if args.workers is not None else base.workers, worker_threads=args.worker_threads,
+            workers=args.workers, worker_threads=args.worker_threads, gpus_per_worker=args.gpus_per_worker,
             address=args.address, storage=args.storage, study_name=args.study, seed=args.seed, train=train)
         bar = progress(args.trials, "trial")
 
@@ -96,10 +101,11 @@ class Search(Command):
             bar.set_postfix_str(f"feasible {p.feasible}, over budget {p.infeasible}, stopped {p.stopped}, "
                                 f"failed {p.failed}, repeats {p.repeated}, front {p.front}", refresh=True)
 
-        search = Search(settings, on_progress=show)
+        search = Search(settings, on_progress=show,
+                        on_pool=lambda where: print(f"search: candidates evaluated by {where}", file=sys.stderr))
         search.open()
         print(f"search: study {search.name!r} in {settings.storage}; space {settings.space}; proxy {settings.proxy}; "
-              f"{settings.trials} trials on {settings.workers or 'no'} worker(s)", file=sys.stderr)
+              f"{settings.trials} trials", file=sys.stderr)
         study = search.run()
         bar.close()
         if search.resumed:

@@ -38,6 +38,10 @@ class WorkerPool:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def describe(self) -> str:
+        """Where the workers run, in a line (for the command line to print)."""
+        return f"this process, {self.context.threads} thread(s), device {self.context.device}"
+
     def idle(self) -> bool:
         return len(self.busy) + self._reserved() < len(self.workers)
 

@@ -29,7 +29,7 @@ import secrets
 import socket
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Any, Callable, Optional
 
@@ -62,8 +62,9 @@ class SearchSettings:
     proxy: str = "train"
     dataset: str = "fashion-mnist"
     sampler: str = "tpe"
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    workers: Optional[int] = None  # Ray workers; None: one per GPU of the cluster, else one per CPU; 0: this process
     worker_threads: Optional[int] = None  # torch threads per worker; default: the cores shared out
+    gpus_per_worker: Optional[float] = None  # GPU share of each worker (default 1 on a cluster with GPUs)
     address: Optional[str] = None
     storage: str = DEFAULT_STORAGE
     study_name: Optional[str] = None
@@ -86,7 +87,7 @@ class SearchSettings:
 
     @property
     def threads_per_worker(self) -> int:
-        return self.worker_threads or max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        return self.worker_threads or max(1, (os.cpu_count() or 1) // max(1, self.workers or os.cpu_count() or 1))
 
     def identity(self) -> dict:
         """What must not change when a study is resumed."""
@@ -254,7 +255,8 @@ class Search:
     the database before evaluating it (``studies.storage.claim``), so none is evaluated twice; each
     draws its own seed stream, but the first driver of a new study uses ``seed`` itself."""
 
-    def __init__(self, settings: SearchSettings, on_progress: Optional[Callable[[Progress], None]] = None):
+    def __init__(self, settings: SearchSettings, on_progress: Optional[Callable[[Progress], None]] = None,
+                 on_pool: Optional[Callable[[str], None]] = None):
         import search_spaces
 
         self.s = settings
@@ -271,6 +273,7 @@ class Search:
         self._check_budgets()
         self.name = settings.study_name or settings.default_study_name()
         self.on_progress = on_progress or (lambda p: None)
+        self.on_pool = on_pool or (lambda description: None)  # told where the workers run, once they are up
         self.progress = Progress()
         self.resumed, self.reaped, self.seeded = False, 0, []
         self.cache: dict[str, TrialRecord] = {}  # arch_id -> record of an evaluated candidate
@@ -336,7 +339,7 @@ class Search:
         # stream of its own, so that it does not propose the same candidates again.
         first = claim(storage, self.name, "seed-stream", self.driver) == self.driver and not exists
         seed = self.s.seed if first else secrets.randbits(31)
-        concurrent = not self.instant and self.s.workers > 1
+        concurrent = not self.instant and self.s.workers not in (0, 1)
         study.sampler = make_sampler(self.s.sampler, seed, self.s.trials, concurrent)
         return study
 
@@ -622,6 +625,7 @@ class Search:
         from studies.pool import make_pool
 
         with make_pool(self.s, self.context(), needs_data=not self.evaluator.instant) as pool:
+            self.on_pool(pool.describe())
             self._drive(study, pool)
 
     def _submit(self, pool, candidate: Candidate) -> None:

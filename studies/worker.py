@@ -28,11 +28,8 @@ def worker_context(context: EvalContext, threads: Optional[int] = None, device: 
     """A new context like ``context``, with a worker's threads and device, holding ``data`` when
     given (else it loads its data set on first use). ``context``'s own loaded data is not carried
     over, so the result pickles small."""
-    made = EvalContext(context.dataset, context.train, threads or context.threads, device or context.device,
-                       context.latency_seconds)
-    if data is not None:
-        made._data = data  # EvalContext has no public way to hand it a loaded data set yet
-    return made
+    return EvalContext(context.dataset, context.train, threads or context.threads, device or context.device,
+                       context.latency_seconds, data)
 
 
 def _ray_node() -> Optional[str]:

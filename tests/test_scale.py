@@ -202,6 +202,7 @@ def _details(study, key: str) -> list[str]:
     return [m["details"][key] for t in study.trials for m in (t.user_attrs.get("measurements") or {}).values()]
 
 
+@pytest.mark.xdist_group("two_node_cluster")  # one cluster per test process: keep them in one
 def test_search_runs_on_both_nodes(cluster, tmp_path):
     r = subprocess.run([*SEARCH, "--trials", "4", "--address", cluster.address, "--workers", "2",
                         "--storage", f"sqlite:///{tmp_path}/x.db"], capture_output=True, text=True, env=cluster.env,
@@ -213,6 +214,7 @@ def test_search_runs_on_both_nodes(cluster, tmp_path):
     assert set(_details(study, "device")) == {"cpu"}
 
 
+@pytest.mark.xdist_group("two_node_cluster")  # one cluster per test process: keep them in one
 def test_pool_beside_a_running_cluster(cluster, monkeypatch):
     """Without an address a pool starts a private cluster, even where Ray would find another
     (RAY_ADDRESS, or `ray start --head` here); its workers get the data set from the object store,
@@ -241,6 +243,7 @@ def test_pool_beside_a_running_cluster(cluster, monkeypatch):
 
 # ---------------------------------------------------------------- several drivers
 @pytest.mark.skipif(not os.environ.get("NAS_TEST_POSTGRES_URL"), reason="set NAS_TEST_POSTGRES_URL (.ci/run does)")
+@pytest.mark.xdist_group("two_node_cluster")  # one cluster per test process: keep them in one
 def test_two_drivers_on_one_postgresql_study(cluster, tmp_path):
     url = os.environ["NAS_TEST_POSTGRES_URL"]
     name = f"drivers-{os.getpid()}-{int(time.time())}"
