@@ -454,15 +454,18 @@ def _load_checkpoint(path: Path) -> dict:
 
 
 def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig, run_dir: Union[str, Path],
-              on_progress: Optional[Callable[[Progress], None]] = None) -> RunResult:
+              on_progress: Optional[Callable[[Progress], None]] = None,
+              dataset_spec: Optional[str] = None) -> RunResult:
     """Train ``arch`` on ``data`` (a dataset spec such as ``"fashion-mnist"`` or a loaded
     :class:`~evaluators.data.Dataset`) by ``recipe``, checkpointing into ``run_dir`` after every
     epoch; resume from the checkpoint when ``run_dir`` already holds this run.
 
     Raises :class:`RunError` (a ``ValueError``) for a recipe out of range or a directory holding
     another architecture, data set or recipe (nothing is written then), ``TrainingDiverged`` when
-    the loss is not finite, and ``DatasetError`` for bad data. The process-wide torch RNG and
-    thread count are as they were when it returns.
+    the loss is not finite, and ``DatasetError`` (also a ``ValueError``) for bad data or sizes.
+    ``dataset_spec`` records where a loaded :class:`Dataset` came from (e.g. ``"cifar10:PATH"``) in
+    ``run.json``, so that export can load its validation images again; a spec passed as ``data`` is
+    recorded by itself. The process-wide torch RNG and thread count are as they were when it returns.
     """
     if not isinstance(arch, ArchConfig):
         raise TypeError(f"expected an ArchConfig, got {type(arch).__name__}")
@@ -470,7 +473,7 @@ def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig,
     reason = nas.check_arch(arch)
     if reason:
         raise RunError(f"invalid architecture: {reason}")
-    spec = data if isinstance(data, str) else None
+    spec = data if isinstance(data, str) else dataset_spec
     data = load_dataset(data) if isinstance(data, str) else data
     run_dir = Path(run_dir)
     resuming = _check_run_dir(run_dir, arch, data, recipe)

@@ -172,10 +172,11 @@ def test_validation_never_touches_the_test_split(tmp_path, fmnist):
                       fmnist.classes)
     blind = train_run(tiny_arch(), no_test, recipe, tmp_path / "no_test")
     assert blind.test_accuracy is None
-    full = train_run(tiny_arch(), fmnist, recipe, tmp_path / "full")
+    full = train_run(tiny_arch(), fmnist, recipe, tmp_path / "full", dataset_spec="fashion-mnist")
     assert blind.val_history == full.val_history and full.test_accuracy is not None
     x, y = validation_images(tmp_path / "full", fmnist)
     _, _, info = load_run(tmp_path / "full")
+    assert info["dataset_spec"] == "fashion-mnist"
     mean, std = torch.tensor(info["mean"]), torch.tensor(info["std"])
     assert torch.equal(x, prepare(fmnist.train_x[val.index], recipe.resolution, mean, std))
     assert torch.equal(y, fmnist.train_y[val.index])
