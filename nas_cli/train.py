@@ -91,6 +91,7 @@ class Train(Command):
 
     def run(self, args: argparse.Namespace) -> int:
         from evaluators.data import DatasetError, load_dataset
+        from evaluators.train import TrainingDiverged
         from studies.training import RecipeConfig, RunError, train_run
 
         arch, name, study_dataset = self._arch(args)
@@ -127,9 +128,11 @@ class Train(Command):
             print(f"train: {name} ({arch.layout}) on {data.name} for {recipe.epochs} epoch(s) at "
                   f"{recipe.resolution}x{recipe.resolution} into {args.output}", file=sys.stderr)
         try:
-            result = train_run(arch, data, recipe, Path(args.output), on_progress=show)
-        except RunError as e:
+            result = train_run(arch, data, recipe, Path(args.output), on_progress=show, dataset_spec=spec)
+        except (RunError, DatasetError) as e:
             raise UsageError(str(e)) from None
+        except TrainingDiverged as e:  # the run directory keeps the last good epoch
+            raise UsageError(f"training diverged ({e}); try a lower --lr") from None
         finally:
             if bar is not None:
                 bar.close()
