@@ -170,6 +170,12 @@ class RayPool(WorkerPool):
         self.busy.discard(index)
         try:
             measurement = ray.get(ref)
+        except ray.exceptions.OutOfMemoryError:
+            # Ray's memory monitor killed the worker while the machine ran short of memory; every later
+            # call to that actor would fail the same way at once, so a fresh worker takes its place
+            self.workers[index] = self._spawn()
+            self.owner.pop(key, None)
+            return key, None, "worker killed by Ray's memory monitor: the machine ran short of memory"
         except ray.exceptions.RayActorError as e:
             self.workers[index] = self._spawn()  # the process died; its state is gone
             self.owner.pop(key, None)
