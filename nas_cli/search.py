@@ -25,8 +25,9 @@ class Search(Command):
         p.add_argument("--latency-budget", help="latency budget per image, e.g. 20ms: batch 1 on this machine with "
                        "each worker's threads, the 10th percentile of timed runs (as `nas profile --latency`)")
         p.add_argument("--params-budget", help="parameter budget, e.g. 10m, 500k")
-        p.add_argument("--trials", type=int, default=20, help="evaluated candidates in total, resumed runs included "
-                       "(over-budget samples are recorded as infeasible and do not count; default 20)")
+        p.add_argument("--trials", type=int, default=20, help="candidates evaluated in total, trained to the end or "
+                       "stopped early, resumed runs included (over-budget samples and repeats of an evaluated "
+                       "architecture do not count; default 20)")
         p.add_argument("--timeout", help="stop after this long, e.g. 30m, 1h (checked while sampling and between "
                        "epochs)")
         p.add_argument("--candidate-timeout", help="fail a candidate still unfinished after this long, e.g. 10m "

@@ -128,7 +128,7 @@ def space_changes(before: dict[str, str], now: dict[str, str], limit: int = 3) -
 
 @dataclass
 class Progress:
-    complete: int = 0  # distinct architectures evaluated within budget: what --trials counts
+    complete: int = 0  # distinct architectures evaluated within budget, to the end or stopped early: what --trials counts
     feasible: int = 0
     infeasible: int = 0
     failed: int = 0
@@ -426,7 +426,7 @@ class Search:
                     p.failed += 1
             elif t.state == TrialState.PRUNED:
                 p.stopped += 1
-        p.complete = p.feasible
+        p.complete = p.feasible + p.stopped
         p.front = len(pareto_trials(study))
         self.progress = p
 
@@ -700,9 +700,11 @@ class Search:
                 if not measurement.final:
                     if time.monotonic() >= deadline:
                         self.progress.stopped += 1
+                        self.progress.complete += 1
                         end(key, TrialState.PRUNED, "the time limit came", measurement.step)
                     elif self.s.early_stop and not keeps:
                         self.progress.stopped += 1
+                        self.progress.complete += 1
                         end(key, TrialState.PRUNED, f"not in the best 1/{self.s.eta} of its rung by Pareto rank "
                                                     "(partial accuracy, MACs)", measurement.step)
                     else:
