@@ -28,7 +28,7 @@ class ShortTraining(Evaluator):
             accuracy = trainer.run_epoch()
             yield Measurement(accuracy, self.unit, trainer.device, time.perf_counter() - start,
                               {"images_per_second": trainer.images_per_second,
-                               "validation": getattr(trainer, "validation", None)},
+                               "validation": trainer.validation},
                               step=epoch, final=epoch == context.train.epochs)
 
     def evaluate(self, arch, context: EvalContext) -> Measurement:
@@ -40,7 +40,7 @@ class ShortTraining(Evaluator):
         train = settings.get("train") or {}
         return (f"validation accuracy after {train.get('epochs')} epoch(s) of proxy training at "
                 f"{train.get('resolution')} px on {train.get('train_size')} images of {settings.get('dataset')} "
-                f"(validated on {train.get('val_size')})")
+                f"(validated on {train.get('val_size')} images held out from the training split)")
 
 
 class ZeroCost(Evaluator):
