@@ -21,6 +21,7 @@ enqueued again.
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
@@ -171,8 +172,6 @@ def _driver_id() -> str:
 
 
 def _alive(driver: str) -> bool:
-    if not driver:
-        return False  # a driver killed between asking for a trial and naming itself in it
     host, _, pid = driver.rpartition(":")
     if host != socket.gethostname():
         return True  # another machine's driver: not ours to reap
@@ -355,7 +354,12 @@ class Search:
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
             fail_stale_trials(study)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if not _alive(t.user_attrs.get("driver", "")):
+            driver = t.user_attrs.get("driver", "")
+            # a trial naming no driver is one asked a moment ago (its driver names itself next), or one whose
+            # driver died in that moment: only the second is old
+            unnamed_and_old = not driver and t.datetime_start is not None and (
+                datetime.datetime.now() - t.datetime_start).total_seconds() > 3 * HEARTBEAT_S
+            if (driver and not _alive(driver)) or unnamed_and_old:
                 set_trial_attr(self.storage, self.name, t.number, "reason", "interrupted: its search was killed")
                 study.tell(t.number, state=TrialState.FAIL)
                 self._retry_stale(study, t)

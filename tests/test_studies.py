@@ -52,6 +52,8 @@ def _settings(tmp_path, **kw) -> SearchSettings:
 
 
 def test_over_budget_candidates_are_rejected_before_building(tmp_path, monkeypatch):
+    # candidates are fitted to the budget first; without the fitting many samples are over it
+    monkeypatch.setattr("search_spaces.base.Space.fit", lambda self, arch, *a, **k: arch)
     built = []
     real = nas.build_model
 
@@ -129,13 +131,16 @@ def test_trials_of_dead_drivers_are_failed_and_run_again(tmp_path):
     study = Search(s).run()
     alive = study.ask()
     alive.set_user_attr("driver", f"{socket.gethostname()}:{os.getpid()}")  # this process: left alone
-    dead = study.ask()  # the driver was killed before it named itself in the trial
-    dead.set_user_attr("x", 1)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process of this machine that no longer runs
+    dead = study.ask()
+    dead.set_user_attr("driver", f"{socket.gethostname()}:{gone.pid}")
+    just_asked = study.ask()  # a driver that has not named itself yet: left alone
     search = Search(dataclasses.replace(s, trials=3))
     study = search.run()
     by_number = {t.number: t for t in study.trials}
     assert search.resumed and search.reaped == 1
-    assert by_number[alive.number].state.name == "RUNNING"
+    assert by_number[alive.number].state.name == "RUNNING" and by_number[just_asked.number].state.name == "RUNNING"
     assert by_number[dead.number].state.name == "FAIL" and "killed" in TrialRecord.from_trial(by_number[dead.number]).reason
 
 
