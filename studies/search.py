@@ -486,10 +486,14 @@ class Search:
         from search_spaces import InvalidArchitecture
 
         invalid_run = repeat_run = 0
+        first = True
         while time.monotonic() < deadline:
             self._asks += 1
-            if not self.instant or self._asks % 20 == 0:
-                self._count(study)  # other drivers may be adding to the study
+            # other drivers may be adding to the study: look before each new candidate of the pool, and
+            # every 20 asks (the instant path, and long runs of over-budget or repeated samples)
+            if (first and not self.instant) or self._asks % 20 == 0:
+                self._count(study)
+            first = False
             if self._enough():
                 break
             with warnings.catch_warnings():
