@@ -71,17 +71,21 @@ class Train(Command):
         """(arch, name, dataset spec of the study or None)."""
         import nas
 
+        from studies.export import select_trial
+        from studies.record import TrialRecord
+        from studies.storage import InputError, load_study
+
+        not_an_arch = None
         if args.trial is None and args.front_rank is None:
             try:
                 name, arch = resolve_arch(args.arch)
                 return arch, name, None
-            except UsageError:
-                pass  # perhaps a study
-        from studies.export import select_trial
-        from studies.record import TrialRecord
-        from studies.storage import load_study
-
-        study = load_study(args.arch, args.storage)
+            except UsageError as e:
+                not_an_arch = e  # perhaps a study
+        try:
+            study = load_study(args.arch, args.storage)
+        except InputError as e:
+            raise UsageError(f"{not_an_arch}, nor a study in {args.storage}") if not_an_arch else e from None
         chosen = select_trial(study, args.trial, args.front_rank)
         try:
             arch = TrialRecord.from_trial(chosen).arch
