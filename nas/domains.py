@@ -35,18 +35,26 @@ class Choice:
 
 @dataclass(frozen=True)
 class IntRange:
-    """An integer in [low, high] on a grid of ``step`` starting at ``low``."""
+    """An integer in [low, high] on a grid of ``step`` starting at ``low``; ``log``: sampled
+    log-uniformly (small values as likely as large ones in ratio, e.g. depths), step 1 only."""
 
     low: int
     high: int
     step: int = 1
+    log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.log and (self.step != 1 or self.low < 1):
+            raise ValueError(f"a log-uniform IntRange needs step 1 and low >= 1, got [{self.low}, {self.high}] "
+                             f"step {self.step}")
 
     def contains(self, value: Any) -> bool:
         return (isinstance(value, int) and not isinstance(value, bool)
                 and self.low <= value <= self.high and (value - self.low) % self.step == 0)
 
     def describe(self) -> str:
-        return f"int in [{self.low}, {self.high}]" + (f" step {self.step}" if self.step > 1 else "")
+        return (f"int in [{self.low}, {self.high}]" + (f" step {self.step}" if self.step > 1 else "")
+                + (" log-uniform" if self.log else ""))
 
 
 @dataclass(frozen=True)

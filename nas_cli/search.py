@@ -59,6 +59,9 @@ class Search(Command):
         add_storage(p)
         p.add_argument("--study", help="study name (default: from space, proxy and budgets)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--presets", type=int, default=None,
+                       help="seed a new study with at most this many of the space's published architectures that "
+                            "fit the budgets, spread over their MACs (default: a quarter of --trials; 0: none)")
 
     def run(self, args: argparse.Namespace) -> int:
         import dataclasses
@@ -94,7 +97,8 @@ class Search(Command):
             space=args.space, macs_budget=macs, latency_budget_ms=latency, params_budget=params, trials=args.trials,
             timeout_s=timeout, candidate_timeout_s=candidate_timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
             workers=args.workers, worker_threads=args.worker_threads, gpus_per_worker=args.gpus_per_worker,
-            address=args.address, storage=args.storage, study_name=args.study, seed=args.seed, train=train)
+            address=args.address, storage=args.storage, study_name=args.study, seed=args.seed, presets=args.presets,
+            train=train)
         bar = progress(args.trials, "trial")
 
         def show(p) -> None:

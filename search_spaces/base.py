@@ -89,6 +89,8 @@ class Space:
     least_stride: Mapping[str, int] = field(default_factory=dict)
     # widths never shrink from the stem to the last stage (a narrower sampled width becomes the previous one)
     growing_widths: bool = False
+    # the largest network stride a stage may reach (a larger sampled stride becomes the nearest that keeps it)
+    max_stride: Optional[int] = None
 
     def __post_init__(self) -> None:
         # caches of the label -> override lookup (the walk asks it for every label, many times)
@@ -165,7 +167,8 @@ class Space:
             depth = pick(f"{p}.depth", DEPTHS)
             width = pick(f"{p}.width", WIDTHS, fits=(lambda w: w >= channels) if self.growing_widths else None)
             stride = pick(f"{p}.stride", STRIDES,
-                          fits=lambda s: resolution % (total_stride * s * least_after[i]) == 0)
+                          fits=lambda s: resolution % (total_stride * s * least_after[i]) == 0
+                          and (self.max_stride is None or total_stride * s <= self.max_stride))
             total_stride *= stride
             block = block or pick(f"{p}.block", Choice(*registry.names("block")),
                                   fits=lambda b: self.least_stride.get(b, 1) <= total_stride)
@@ -188,7 +191,14 @@ class Space:
             dom = self.domain(label, domain_of(f))
             if isinstance(dom, Seq):
                 n = pick(f"{label}.len", IntRange(dom.min_len, dom.max_len))
-                values[f.name] = tuple(pick(f"{label}.{j}", dom.item) for j in range(n))
+                items: list = []
+                for j in range(n):
+                    fits = None
+                    if self.max_stride and prefix.startswith("stem.") and f.name == "strides":
+                        # a stem's stride is the product of its convs' strides
+                        fits = (lambda v, done=math.prod(items): done * v <= self.max_stride)
+                    items.append(pick(f"{label}.{j}", dom.item, fits))
+                values[f.name] = tuple(items)
             else:
                 values[f.name] = pick(label, dom)
         return _params_of(cls, tuple(values.items()))
@@ -289,7 +299,7 @@ class Space:
             if isinstance(dom, IntRange):
                 if dom.low == dom.high:
                     return dom.low
-                return trial.suggest_int(label, dom.low, dom.high, step=dom.step)
+                return trial.suggest_int(label, dom.low, dom.high, step=dom.step, log=dom.log)
             raise TypeError(f"{label}: cannot sample domain {dom!r}")
 
         return self._checked(lambda: self._build(decide))

@@ -81,14 +81,18 @@ _add(Space(
     "hybrid",
     "An AnyNet-style space over every block: per stage a block type in C/T/MLP/Pool with every variant and its "
     "own parameters, depth, width, stride, embedding (CE) type and depth; stem type and patch size, global tokens, "
-    "heads; 1 to 6 stages. Widths come from a near-geometric grid and never shrink with depth; a block type runs "
-    "only at network strides where some published architecture runs it (global attention on small maps), and "
+    "heads; 1 to 6 stages. Depths are sampled log-uniformly (a shallow stage as likely as a deep one in ratio, as "
+    "in efficient networks); widths come from a near-geometric grid and never shrink with depth; a block type runs "
+    "only at network strides where some published architecture runs it (global attention on small maps), the "
+    "network stride stops at 32 as in all of them, and "
     "every stem halves the image first. Every published architecture is a point of it.",
     overrides={**_parallel_tuples(), "stem.conv_stack.strides.0": Fixed(2), "stem.fused_mbconv.strides.0": Fixed(2),
-               "stem.width": _hybrid_widths(stem=True), "stages.*.width": _hybrid_widths(stem=False)},
+               "stem.width": _hybrid_widths(stem=True), "stages.*.width": _hybrid_widths(stem=False),
+               "stages.*.depth": IntRange(1, 32, log=True), "stages.*.embed.mbconv.depth": IntRange(1, 7, log=True)},
     presets=_family(""),
     least_stride=_least_strides(_family("")),
     growing_widths=True,
+    max_stride=32,  # as deep as any published architecture downsamples: later stages on 1x1 maps only add weights
 ))
 
 

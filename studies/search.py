@@ -70,6 +70,7 @@ class SearchSettings:
     storage: str = DEFAULT_STORAGE
     study_name: Optional[str] = None
     seed: int = 0
+    presets: Optional[int] = None  # published architectures seeded into a new study; None: a quarter of ``trials``
     train: TrainConfig = TrainConfig(epochs=2, resolution=32, train_size=5000, val_size=1000, batch_size=128)
     early_stop: bool = True  # successive halving by Pareto rank between epochs (studies.stopping)
     eta: int = 3  # ... keeping the best 1/eta of each rung
@@ -263,6 +264,8 @@ class Search:
             raise SearchError(f"unknown proxy {settings.proxy!r}; choose from {', '.join(proxy_names())}")
         if settings.trials < 1:
             raise SearchError(f"--trials must be at least 1, got {settings.trials}")
+        if settings.presets is not None and settings.presets < 0:
+            raise SearchError(f"--presets must be 0 or more, got {settings.presets}")
         try:
             self.space = search_spaces.get_space(settings.space)
         except ConfigError as e:
@@ -376,20 +379,26 @@ class Search:
         self.reaped += 1
 
     def enqueue_presets(self, study) -> list[str]:
-        """Seed a new study with the space's published architectures that fit the budgets."""
+        """Seed a new study with the space's published architectures that fit the budgets: at most
+        ``presets`` of them (default a quarter of the trials, so a search mostly explores), spread
+        evenly over their MACs from the largest down."""
         import nas
 
         if study.get_trials(deepcopy=False):
             return []
-        seeded = []
+        limit = self.s.trials // 4 if self.s.presets is None else self.s.presets
+        fitting = []
         for name in self.space.presets:
             arch = nas.get_arch(name)
             cost = analytic_cost(arch)
-            if self._violations(cost.macs, cost.params, None)[1]:
-                continue
+            if not self._violations(cost.macs, cost.params, None)[1]:
+                fitting.append((cost.macs, name, arch))
+        fitting.sort(key=lambda f: -f[0])
+        if len(fitting) > limit:
+            fitting = [fitting[round(i * (len(fitting) - 1) / max(1, limit - 1))] for i in range(limit)]
+        for _, name, arch in fitting:
             study.enqueue_trial(self.space.encode(arch), user_attrs={"preset": name})
-            seeded.append(name)
-        return seeded
+        return [name for _, name, _ in fitting]
 
     def _load_cache(self, study) -> None:
         """What earlier runs learnt: evaluated architectures, and every partial result (of stopped

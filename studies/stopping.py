@@ -1,7 +1,8 @@
 """Multi-fidelity stopping for a two-objective search: successive halving by Pareto rank.
 
-A stepwise proxy (training) reports a partial accuracy after every epoch. At each epoch short of
-the last (a rung), a candidate goes on only if it ranks in the best ``1/eta`` of the candidates
+A stepwise proxy (training) reports a partial accuracy after every epoch. The rungs are the
+epochs 1, eta, eta^2, ... short of the last (1, 3, 9 with eta 3, as in ASHA); at a rung a
+candidate goes on only if it ranks in the best ``1/eta`` of the candidates
 that reached the same rung, ranked by non-dominated sorting over (partial accuracy, higher is
 better; MACs, lower is better): every candidate of the rung's Pareto front goes on, whatever its
 accuracy, so the cheap end of the front is never cut for being less accurate than costlier peers
@@ -52,10 +53,17 @@ class ParetoHalving:
         """Record a partial result (also those of finished and stopped trials, on resume)."""
         self.rungs.setdefault(step, []).append((accuracy, macs))
 
+    def is_rung(self, step: int) -> bool:
+        """Whether ``step`` is a rung: a power of ``eta`` (1, 3, 9, ...)."""
+        while step > 1 and step % self.eta == 0:
+            step //= self.eta
+        return step == 1
+
     def keeps(self, step: int, accuracy: float, macs: float) -> bool:
-        """Whether a candidate at ``step`` with this partial accuracy goes on (it is not recorded)."""
+        """Whether a candidate at ``step`` with this partial accuracy goes on (it is not recorded);
+        between rungs every candidate goes on."""
         peers = self.rungs.get(step, [])
-        if len(peers) < self.min_peers:
+        if not self.is_rung(step) or len(peers) < self.min_peers:
             return True
         points = peers + [(accuracy, macs)]
         levels = pareto_levels(points)

@@ -220,7 +220,7 @@ def small_study(storage: str, name: str, sampler: str = "tpe", trials: int = 7):
     """An instant-proxy search (params) of the Mobile-Former space under 250M MACs: seeded with the
     five published variants that fit, then sampled; real trials in seconds."""
     settings = SearchSettings(space="mobileformer", macs_budget=BUDGET, trials=trials, proxy="params",
-                              workers=0, storage=storage, study_name=name, sampler=sampler, seed=3)
+                              workers=0, storage=storage, study_name=name, sampler=sampler, seed=3, presets=5)
     return Search(settings).run()
 
 

@@ -28,7 +28,7 @@ def study_and_storage(tmp_path_factory):
     poolformer_s12, quick to trace (the tests export it at a small resolution)."""
     storage = f"sqlite:///{tmp_path_factory.mktemp('export')}/e.db"
     settings = SearchSettings(space="metaformer", macs_budget=2_000_000_000, trials=3, proxy="params", workers=0,
-                              storage=storage, study_name="e", seed=0)
+                              storage=storage, study_name="e", seed=0, presets=1)
     return Search(settings).run(), storage
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from studies.record import TrialRecord
 from studies.results import trials_frame
-from studies.search import Search, SearchSettings
+from studies.search import Search, SearchError, SearchSettings
 from studies.stopping import ParetoHalving, median_keeps, pareto_levels
 from studies.storage import load_study
 
@@ -41,6 +41,16 @@ def test_halving_keeps_the_cheapest_front_member_that_the_median_rule_stops():
     assert ParetoHalving(eta=3).keeps(1, 0.0, 1e12)
 
 
+def test_halving_rungs_are_powers_of_eta():
+    rule = ParetoHalving(eta=3)
+    assert [s for s in range(1, 30) if rule.is_rung(s)] == [1, 3, 9, 27]
+    for step in (2, 3):
+        for k in range(6):
+            rule.add(step, 0.9 - 0.01 * k, 100e6)
+    assert rule.keeps(2, 0.1, 1e9)  # between rungs everyone goes on
+    assert not rule.keeps(3, 0.1, 1e9)
+
+
 def _settings(tmp_path, **kw) -> SearchSettings:
     base = dict(space="metaformer", macs_budget=2 * 10**9, proxy="params", trials=8, workers=0,
                 storage=f"sqlite:///{tmp_path}/s.db", study_name="s", sampler="random")
@@ -50,6 +60,25 @@ def _settings(tmp_path, **kw) -> SearchSettings:
 def _evaluated(study) -> list[TrialRecord]:
     records = [TrialRecord.from_trial(t) for t in study.trials]
     return [r for r in records if r.feasible and not r.provenance.duplicate]
+
+
+# ---------------------------------------------------------------------------- seeding
+@pytest.mark.parametrize("presets, seeded", [(None, ["mobileformer_214m", "mobileformer_26m"]),
+                                             (3, ["mobileformer_214m", "mobileformer_96m", "mobileformer_26m"]),
+                                             (0, [])])
+def test_a_new_study_is_seeded_with_a_few_presets_spread_over_macs(tmp_path, presets, seeded):
+    """Five Mobile-Former variants fit 250M MACs; by default a quarter of the trials (2 of 8) are
+    seeded, the costliest and the cheapest, and the rest is sampled."""
+    search = Search(_settings(tmp_path, space="mobileformer", macs_budget=250 * 10**6, presets=presets))
+    study = search.run()
+    assert search.seeded == seeded
+    assert [t.user_attrs.get("preset") for t in study.trials[:len(seeded)]] == seeded
+    assert sum(1 for t in study.trials if t.user_attrs.get("preset")) == len(seeded)
+
+
+def test_a_negative_preset_count_is_refused(tmp_path):
+    with pytest.raises(SearchError, match="--presets must be 0 or more, got -1"):
+        Search(_settings(tmp_path, presets=-1))
 
 
 # ---------------------------------------------------------------------------- no repeated work

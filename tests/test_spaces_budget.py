@@ -13,7 +13,8 @@ import torch
 
 import nas
 import search_spaces
-from nas.domains import Choice, Fixed
+from nas.builder import network_stride
+from nas.domains import Choice, Fixed, IntRange
 from search_spaces import InvalidArchitecture, Space
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -117,9 +118,19 @@ def test_a_misspelled_key_gets_a_suggestion():
 
 def test_hybrid_samples_are_multi_stage_hybrids():
     space = search_spaces.get_space("hybrid")
-    archs = [arch for _, arch in _samples(space, optuna.samplers.RandomSampler(seed=3), 31)]
+    archs = [arch for _, arch in _samples(space, optuna.samplers.RandomSampler(seed=3), 101)]
     assert statistics.median(len(a.stages) for a in archs) >= 3
     assert statistics.median(len(set(a.layout.split("-"))) for a in archs) >= 2
+    # depths are log-uniform (a typical sample is not 50 blocks deep) and no stage goes past stride 32
+    assert statistics.median(st.depth for a in archs for st in a.stages) <= 8
+    assert max(network_stride(a) for a in archs) <= 32
+
+
+def test_a_log_uniform_int_range_needs_step_one_and_a_positive_low():
+    assert IntRange(1, 32, log=True).describe() == "int in [1, 32] log-uniform"
+    for bad in (dict(low=0, high=8), dict(low=1, high=9, step=2)):
+        with pytest.raises(ValueError, match="log-uniform IntRange needs step 1 and low >= 1"):
+            IntRange(**bad, log=True)
 
 
 def test_budget_note_names_what_is_scaled():
