@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping, Optional
 from nas.config import ConfigError
 
 if TYPE_CHECKING:  # the heavy modules are imported only where an evaluation runs
-    from evaluators.data import Dataset
+    from evaluators.data import AnyDataset
     from evaluators.train import TrainConfig
     from nas.config import ArchConfig
 
@@ -65,10 +65,12 @@ class Measurement:
 class EvalContext:
     """What an evaluator may use besides the architecture: the data set (loaded on first use and
     kept), the proxy-training settings, the threads and device to use. A worker holds one context
-    for its whole life, so the data set is read once per worker."""
+    for its whole life, so the data set is read once per worker. An image folder is loaded for the
+    training resolution: held in memory when it fits (then it travels to Ray workers whole), else
+    streamed from its files (then every node must see them at the same path)."""
 
     def __init__(self, dataset: str = "fashion-mnist", train: Optional["TrainConfig"] = None, threads: int = 1,
-                 device: Optional[str] = None, latency_seconds: float = 5.0, data: Optional["Dataset"] = None):
+                 device: Optional[str] = None, latency_seconds: float = 5.0, data: Optional["AnyDataset"] = None):
         from evaluators.train import TrainConfig
 
         self.dataset, self.threads, self.latency_seconds = dataset, threads, latency_seconds
@@ -77,11 +79,11 @@ class EvalContext:
         self._data = data  # ``dataset`` already loaded (e.g. handed over by Ray's object store)
 
     @property
-    def data(self) -> "Dataset":
+    def data(self) -> "AnyDataset":
         if self._data is None:
             from evaluators.data import load_dataset
 
-            self._data = load_dataset(self.dataset)
+            self._data = load_dataset(self.dataset, resolution=self.train.resolution)
         return self._data
 
 

@@ -28,7 +28,8 @@ class ShortTraining(Evaluator):
             accuracy = trainer.run_epoch()
             yield Measurement(accuracy, self.unit, trainer.device, time.perf_counter() - start,
                               {"images_per_second": trainer.images_per_second,
-                               "validation": trainer.validation},
+                               "validation": trainer.validation, "precision": trainer.precision.name,
+                               "skipped_images": trainer.skipped_images},
                               step=epoch, final=epoch == context.train.epochs)
 
     def evaluate(self, arch, context: EvalContext) -> Measurement:
@@ -50,13 +51,11 @@ class ZeroCost(Evaluator):
         self.name, self.description, self.unit = name, description, "score"
 
     def evaluate(self, arch, context: EvalContext) -> Measurement:
-        from evaluators.data import channel_stats, prepare
         from evaluators.proxies import score_proxy
 
         cfg, data = context.train, context.data
-        sub = data.subset(cfg.batch_size, 1, seed=cfg.seed)
-        x = prepare(sub.train_x, cfg.resolution, *channel_stats(data.train_x))
-        score = score_proxy(arch, self.name, x, sub.train_y, data.num_classes, seed=cfg.seed, device=context.device)
+        x, y = data.minibatch(cfg.batch_size, cfg.resolution, seed=cfg.seed)
+        score = score_proxy(arch, self.name, x, y, data.num_classes, seed=cfg.seed, device=context.device)
         return Measurement(score.score, self.unit, score.device, score.seconds,
                            {"resolution": score.resolution, "batch_size": score.batch_size})
 

@@ -51,12 +51,16 @@ class Score(Command):
         history = []
         bar = progress(args.epochs if evaluator.stepwise else 1, "epoch" if evaluator.stepwise else "score",
                        disable=args.json)
-        with torch_threads(args.threads):
-            for m in evaluator.steps(arch, context):
-                history.append(m.value)
-                bar.update(1)
-                bar.set_postfix_str(f"{evaluator.unit} {m.value:.4g}")
-        bar.close()
+        try:
+            with torch_threads(args.threads):
+                for m in evaluator.steps(arch, context):
+                    history.append(m.value)
+                    bar.update(1)
+                    bar.set_postfix_str(f"{evaluator.unit} {m.value:.4g}")
+        except DatasetError as e:  # e.g. a validation split larger than a small folder
+            raise UsageError(str(e)) from None
+        finally:
+            bar.close()
         out = {"arch": name, "arch_id": arch.arch_id, "proxy": evaluator.name, "score": m.value, "unit": m.unit,
                "dataset": args.dataset, "device": m.device, "seconds": m.seconds, "details": dict(m.details)}
         if evaluator.stepwise:

@@ -94,9 +94,11 @@ class SearchSettings:
     def identity(self) -> dict:
         """What must not change when a study is resumed."""
         reads_data = not get_evaluator(self.proxy).instant  # its score depends on the data settings
+        train = asdict(self.train) if reads_data else None
+        if train is not None and train["precision"] == "auto":
+            del train["precision"]  # the default, as in studies written before the field existed
         return {"space": self.space, "proxy": self.proxy, "dataset": self.dataset, "macs_budget": self.macs_budget,
-                "latency_budget_ms": self.latency_budget_ms, "params_budget": self.params_budget,
-                "train": asdict(self.train) if reads_data else None}
+                "latency_budget_ms": self.latency_budget_ms, "params_budget": self.params_budget, "train": train}
 
     def default_study_name(self) -> str:
         parts = [self.space, self.proxy]

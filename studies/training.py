@@ -13,7 +13,10 @@ label smoothing; stochastic depth rising linearly over the blocks (``nas.build_m
 ``drop_path_rate``); optional mixup / cutmix and an exponential moving average (EMA) of the
 weights; horizontal flips; mixed precision on CUDA. Validation images are held out of the
 TRAINING split by ``Dataset.split_validation`` (the same split as proxy training); the test split
-is measured once, at the end, and reported apart.
+is measured once, at the end, and reported apart. An image folder too large for memory at the
+recipe's resolution is streamed (``evaluators.data.FolderDataset``): decoded per batch in loader
+processes with random-resized crops and flips, its unreadable files skipped and counted
+(``skipped_images`` in ``metrics.jsonl`` and the result).
 
 The run directory holds::
 
@@ -41,15 +44,17 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import torch
 import torch.nn.functional as F
 
 import nas
-from evaluators.data import Dataset, channel_stats, load_dataset, prepare
+from evaluators.data import (AnyDataset, Dataset, DatasetError, ImageFiles, at_resolution, channel_stats, load_dataset,
+                             prepare, warn_unreadable)
 from evaluators.threads import torch_threads
-from evaluators.train import TrainingDiverged, evaluate, test_accuracy
+from evaluators.train import (TrainingDiverged, accuracies, choose_precision, evaluate, normalised_batches,
+                              test_accuracy)
 from nas.config import ArchConfig, ConfigError
 
 CHECKPOINT_FORMAT = 1
@@ -156,6 +161,7 @@ class RunResult:
     validation: str = ""  # where the validation images came from
     test: str = ""  # where the test images came from
     dataset: str = ""
+    skipped_images: int = 0  # unreadable image files of a folder, left out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -184,7 +190,7 @@ def _write_json(path: Path, data: Any) -> None:
     _write_atomic(path, lambda f: f.write(json.dumps(data, indent=2) + "\n"), "w")
 
 
-def _check_run_dir(run_dir: Path, arch: ArchConfig, data: Dataset, recipe: RecipeConfig) -> bool:
+def _check_run_dir(run_dir: Path, arch: ArchConfig, data: AnyDataset, recipe: RecipeConfig) -> bool:
     """Refuse a directory this run cannot continue; True when it holds this run already."""
     if run_dir.exists() and not run_dir.is_dir():
         raise RunError(f"run directory {run_dir} is a file")
@@ -291,12 +297,13 @@ def _mix(x: torch.Tensor, y: torch.Tensor, classes: int, recipe: RecipeConfig,
 
 
 def _autocast(device: str):
-    """Mixed precision on CUDA (bfloat16 where supported, else float16 with a grad scaler); none on CPU."""
+    """Mixed precision on CUDA (bfloat16 where supported, else float16 with a grad scaler), chosen as
+    proxy training chooses it; none on CPU, where a resumed run must match an uninterrupted one bit
+    for bit."""
     if not device.startswith("cuda"):
         return None, None
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-    return dtype, scaler
+    precision = choose_precision("auto", device)
+    return precision.dtype, torch.amp.GradScaler("cuda") if precision.needs_scaler else None
 
 
 # ---------------------------------------------------------------------------- the run
@@ -304,13 +311,18 @@ class _Run:
     """Everything one call of :func:`train_run` holds; one instance trains, the module functions
     around it deal with the directory."""
 
-    def __init__(self, arch: ArchConfig, data: Dataset, recipe: RecipeConfig, device: str):
+    def __init__(self, arch: ArchConfig, data: AnyDataset, recipe: RecipeConfig, device: str):
         self.recipe, self.device, self.classes = recipe, device, data.num_classes
         self.train, self.val = data.split_validation(recipe.val_size, seed=recipe.seed, train_size=recipe.train_size)
         if len(self.train) < recipe.batch_size:
             raise RunError(f"recipe batch_size {recipe.batch_size} is larger than the {len(self.train)} "
                            f"training images")
-        self.mean, self.std = channel_stats(self.train.x)
+        self.streamed = isinstance(self.train, ImageFiles)  # a folder too large for memory: decoded per batch
+        self.skipped: dict[str, str] = {}  # unreadable files: path -> reason
+        if isinstance(data, Dataset):  # a folder held in memory left its unreadable files out when it was read
+            self.skipped.update(dict.fromkeys(data.skipped, "unreadable"))
+        self.mean, self.std = (self.train.channel_stats(seed=recipe.seed) if self.streamed
+                               else channel_stats(self.train.x))
         self.memory_format = torch.channels_last if device == "cpu" else torch.contiguous_format
         self.steps = len(self.train) // recipe.batch_size  # whole batches only (BatchNorm, even steps)
         torch.manual_seed(recipe.seed)
@@ -326,10 +338,11 @@ class _Run:
         self.generator = torch.Generator().manual_seed(recipe.seed + 0x5EED)  # order and flips, apart from the split's
         self.mix_rng = random.Random(recipe.seed)
         self.epoch, self.history = 0, []
-        self.val_x = prepare(self.val.x, recipe.resolution, self.mean, self.std)
-        self.train_images = self.train.x.to(device)  # uint8 at the data set's size: small, prepared per batch
-        self.train_labels = self.train.y.to(device)
         self.mean_on_device, self.std_on_device = self.mean.to(device), self.std.to(device)
+        if not self.streamed:
+            self.val_x = prepare(self.val.x, recipe.resolution, self.mean, self.std)
+            self.train_images = self.train.x.to(device)  # uint8 at the data set's size: small, prepared per batch
+            self.train_labels = self.train.y.to(device)
 
     # -- checkpoint
     def state(self) -> dict:
@@ -372,6 +385,26 @@ class _Run:
         x = torch.where(flip.view(-1, 1, 1, 1).to(self.device), x.flip(3), x)
         return x.contiguous(memory_format=self.memory_format), self.train_labels[on_device]
 
+    def batches(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's ``steps`` training batches in ``order``: from memory, or decoded from the
+        folder (crops and flips drawn per file from the seed and the epoch, so a resume repeats them)."""
+        size = self.recipe.batch_size
+        if not self.streamed:
+            for step in range(self.steps):
+                yield self.batch(order[step * size:(step + 1) * size])
+            return
+        stream = self.train.batches(self.recipe.resolution, size, augment=True, order=order[:self.steps * size],
+                                    seed=self.recipe.seed, epoch=self.epoch, pin_memory=self.device.startswith("cuda"))
+        for x, y in normalised_batches(stream, self.recipe.resolution, self.mean_on_device, self.std_on_device,
+                                       self.device, self.note_skipped):
+            yield x.contiguous(memory_format=self.memory_format), y
+
+    def note_skipped(self, unreadable: dict[str, str]) -> None:
+        new = {k: v for k, v in unreadable.items() if k not in self.skipped}
+        if new:
+            self.skipped.update(new)
+            warn_unreadable(new, self.train.root)
+
     def train_epoch(self, on_progress: Optional[Callable[[Progress], None]], done_before: float,
                     speed: list[float]) -> tuple[float, float]:
         """One epoch; (mean loss, training seconds)."""
@@ -379,10 +412,13 @@ class _Run:
         model.train()
         order = torch.randperm(len(self.train), generator=self.generator)
         sync_every = 1 if self.device == "cpu" else 20  # a loss read syncs the GPU: not every step
-        total_loss, pending = 0.0, []
+        total_loss, pending, trained = 0.0, [], 0
         t0 = time.perf_counter()
-        for step in range(self.steps):
-            x, y = self.batch(order[step * recipe.batch_size:(step + 1) * recipe.batch_size])
+        for step, (x, y) in enumerate(self.batches(order)):
+            if len(y) < 2:  # a streamed batch that lost all but one image to unreadable files: BatchNorm needs two
+                self.scheduler.step()  # the schedule stays per step
+                continue
+            trained += 1
             if recipe.mixup_alpha or recipe.cutmix_alpha:
                 x, target = _mix(x, y, self.classes, recipe, self.mix_rng)
                 smoothing = 0.0  # already in the soft targets
@@ -420,8 +456,17 @@ class _Run:
                     left = (recipe.epochs - done_before - (step + 1) / self.steps) * self.steps * recipe.batch_size
                     on_progress(Progress(self.epoch + 1, recipe.epochs, step + 1, self.steps, losses[-1].item(), ips,
                                          left / max(speed[0] if speed else ips, 1e-9)))
+        if pending:  # the last steps, when the epoch's last batch was skipped
+            losses = torch.stack(pending).float().cpu()
+            if not torch.isfinite(losses).all():
+                raise TrainingDiverged(f"loss became {losses[~torch.isfinite(losses)][0].item()} in epoch "
+                                       f"{self.epoch + 1}; lower the recipe's lr")
+            total_loss += losses.sum().item()
+        if not trained:
+            raise DatasetError(f"no readable training image among the {len(self.train)} files of "
+                               f"{self.train.root} ({len(self.skipped)} unreadable)")
         seconds = time.perf_counter() - t0
-        return total_loss / self.steps, seconds
+        return total_loss / trained, seconds
 
     def export_model(self) -> torch.nn.Module:
         """The model whose weights a run exports: the EMA's when the recipe keeps one."""
@@ -432,6 +477,12 @@ class _Run:
     def validate(self) -> tuple[float, Optional[float]]:
         """(accuracy of the exported weights, accuracy of the live weights when they differ)."""
         bs = 2 * self.recipe.batch_size
+        if self.streamed:  # decoded once for both models
+            batches = normalised_batches(self.val.batches(self.recipe.resolution, bs), self.recipe.resolution,
+                                         self.mean_on_device, self.std_on_device, self.device, self.note_skipped)
+            found = accuracies([self.export_model()] + ([self.model] if self.ema else []), batches, self.device,
+                               self.memory_format)
+            return found[0], (found[1] if self.ema else None)
         accuracy = evaluate(self.export_model(), self.val_x, self.val.y, bs, self.device, self.memory_format)
         live = evaluate(self.model, self.val_x, self.val.y, bs, self.device, self.memory_format) if self.ema else None
         return accuracy, live
@@ -453,12 +504,14 @@ def _load_checkpoint(path: Path) -> dict:
     return ckpt
 
 
-def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig, run_dir: Union[str, Path],
+def train_run(arch: ArchConfig, data: Union[str, AnyDataset], recipe: RecipeConfig, run_dir: Union[str, Path],
               on_progress: Optional[Callable[[Progress], None]] = None,
               dataset_spec: Optional[str] = None) -> RunResult:
     """Train ``arch`` on ``data`` (a dataset spec such as ``"fashion-mnist"`` or a loaded
-    :class:`~evaluators.data.Dataset`) by ``recipe``, checkpointing into ``run_dir`` after every
-    epoch; resume from the checkpoint when ``run_dir`` already holds this run.
+    :class:`~evaluators.data.Dataset` or :class:`~evaluators.data.FolderDataset`) by ``recipe``,
+    checkpointing into ``run_dir`` after every epoch; resume from the checkpoint when ``run_dir``
+    already holds this run. An image folder is read at the recipe's resolution: in memory when it
+    fits, else streamed (:func:`evaluators.data.at_resolution`).
 
     Raises :class:`RunError` (a ``ValueError``) for a recipe out of range or a directory holding
     another architecture, data set or recipe (nothing is written then), ``TrainingDiverged`` when
@@ -474,7 +527,8 @@ def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig,
     if reason:
         raise RunError(f"invalid architecture: {reason}")
     spec = data if isinstance(data, str) else dataset_spec
-    data = load_dataset(data) if isinstance(data, str) else data
+    data = (load_dataset(data, resolution=recipe.resolution) if isinstance(data, str)
+            else at_resolution(data, recipe.resolution))
     run_dir = Path(run_dir)
     resuming = _check_run_dir(run_dir, arch, data, recipe)
     ckpt = _load_checkpoint(run_dir / "checkpoint.pt") if resuming and (run_dir / "checkpoint.pt").exists() else None
@@ -493,7 +547,7 @@ def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig,
                 "dataset": data.name, "dataset_spec": spec, "num_classes": data.num_classes,
                 "classes": list(data.classes), "validation": run.val.source, "training": run.train.source,
                 "resolution": recipe.resolution, "mean": run.mean.tolist(), "std": run.std.tolist(),
-                "arch_id": arch.arch_id})
+                "arch_id": arch.arch_id, "streamed": run.streamed})
             # arch.json last: it marks the directory as a run, so a kill before it leaves a fresh start
             tmp = run_dir / ".arch.json.tmp"
             nas.save_config(arch, tmp)
@@ -515,6 +569,8 @@ def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig,
                        "device": device, "threads": torch.get_num_threads()}
             if live is not None:
                 metrics["val_accuracy_live"] = live
+            if run.skipped:
+                metrics["skipped_images"] = len(run.skipped)
             run.history.append(metrics)
             _write_atomic(run_dir / "checkpoint.pt", lambda f: torch.save(run.state(), f))
             with open(run_dir / "metrics.jsonl", "a") as f:
@@ -534,7 +590,8 @@ def train_run(arch: ArchConfig, data: Union[str, Dataset], recipe: RecipeConfig,
     last = run.history[-1]
     result = RunResult(str(run_dir), run.epoch, last["val_accuracy"], [m["val_accuracy"] for m in run.history],
                        test, seen / train_seconds if train_seconds else 0.0, time.perf_counter() - start,
-                       resumed_from, device, run.val.source, test_source, data.name)
+                       resumed_from, device, run.val.source, test_source, data.name,
+                       max([len(run.skipped)] + [m.get("skipped_images", 0) for m in run.history]))
     if resumed_from < recipe.epochs or not (run_dir / "result.json").exists():
         _write_json(run_dir / "result.json", {
             "epochs": run.epoch, "val_accuracy": result.val_accuracy, "validation": result.validation,
@@ -578,16 +635,20 @@ def load_run(run_dir: Union[str, Path]) -> tuple[ArchConfig, dict, dict]:
     return arch, (ckpt["ema"] if ckpt["ema"] is not None else ckpt["model"]), info
 
 
-def validation_images(run_dir: Union[str, Path], data: Union[str, Dataset]) -> tuple[torch.Tensor, torch.Tensor]:
+def validation_images(run_dir: Union[str, Path], data: Union[str, AnyDataset]) -> tuple[torch.Tensor, torch.Tensor]:
     """The run's validation images, prepared as the model saw them (float N x 3 x R x R), and their
-    labels: e.g. to check an exported model against PyTorch on them."""
+    labels: e.g. to check an exported model against PyTorch on them. A streamed folder's are
+    decoded here (central crops, as validation decoded them); unreadable ones are left out."""
     recipe = load_recipe(run_dir)
     info = _read_json(Path(run_dir) / "run.json")
-    data = load_dataset(data) if isinstance(data, str) else data
+    data = (load_dataset(data, resolution=recipe.resolution) if isinstance(data, str)
+            else at_resolution(data, recipe.resolution))
     if data.num_classes != info["num_classes"] or data.name != info["dataset"]:
         raise RunError(f"the run in {run_dir} trained on {info['dataset']} ({info['num_classes']} classes), "
                        f"not {data.name} ({data.num_classes} classes)")
     _, val = data.split_validation(recipe.val_size, seed=recipe.seed, train_size=recipe.train_size)
+    if isinstance(val, ImageFiles):
+        val, _ = val.read(recipe.resolution)
     mean, std = torch.tensor(info["mean"]), torch.tensor(info["std"])
     return prepare(val.x, recipe.resolution, mean, std), val.y
 
