@@ -93,7 +93,8 @@ def test_study_contents(tmp_path):
 
 
 def test_presets_that_fit_are_enqueued_first(tmp_path):
-    study = Search(_settings(tmp_path, macs_budget=parse_macs("2gflop"), proxy="params", trials=3)).run()
+    study = Search(_settings(tmp_path, macs_budget=parse_macs("2gflop"), proxy="params", trials=3,
+                                presets=1)).run()
     first = study.trials[0]
     assert first.user_attrs.get("preset") == "poolformer_s12"
     assert nas.ArchConfig.from_json(first.user_attrs["arch"]) == nas.get_arch("poolformer_s12")
