@@ -176,7 +176,7 @@ def test_a_dead_driver_on_another_machine_is_found_by_its_stale_heartbeat(tmp_pa
         storage.get_study_id_from_name("s"), orphan.number))
     alive = study.ask()
     alive.set_user_attr("driver", "another-machine:4343")  # no heartbeat yet: nothing says it died
-    time.sleep(3.5)
+    time.sleep(4.5)  # past the 3 s grace period by more than SQLite's whole-second timestamps can hide
     search = Search(_settings(tmp_path, trials=3))
     study = search.run()
     by_number = {t.number: t for t in study.trials}
