@@ -34,7 +34,7 @@ from evaluators.train import TrainConfig, train_proxy
 from search_spaces import get_space
 from studies.budgets import parse_macs
 from studies.dashboard.data import hypervolume_2d
-from studies.stopping import ParetoHalving, median_keeps
+from studies.stopping import ParetoHalving, median_keeps, pareto_levels
 
 
 def sample(space_name: str, count: int, budget: float, seed: int) -> list:
@@ -81,9 +81,8 @@ def hypervolume(rows: list[dict], budget: float) -> float:
 
 
 def front(rows: list[dict]) -> list[dict]:
-    pts = [(r["history"][-1], r["macs"]) for r in rows]
-    return [r for r, (a, m) in zip(rows, pts)
-            if not any(a2 >= a and m2 <= m and (a2 > a or m2 < m) for a2, m2 in pts)]
+    levels = pareto_levels([(r["history"][-1], r["macs"]) for r in rows])
+    return [r for r, level in zip(rows, levels) if level == 0]
 
 
 def main() -> None:

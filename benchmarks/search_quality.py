@@ -35,6 +35,7 @@ from evaluators.train import TrainConfig
 from studies.budgets import parse_macs
 from studies.dashboard.data import hypervolume_2d
 from studies.search import Search, SearchSettings
+from studies.stopping import pareto_levels
 
 SAMPLERS = ("tpe", "nsga2", "random")
 COLOURS = {"tpe": "#1f77b4", "nsga2": "#2ca02c", "random": "#d62728"}
@@ -100,8 +101,8 @@ def table(runs: list[dict], budget: float) -> str:
 
 def front_rows(run: dict, budget: float) -> list[dict]:
     done = [r for r in run["rows"] if r["state"] == "COMPLETE" and r["accuracy"] is not None and r["macs"] <= budget]
-    return [r for r in done if not any(o["accuracy"] >= r["accuracy"] and o["macs"] <= r["macs"] and
-                                       (o["accuracy"] > r["accuracy"] or o["macs"] < r["macs"]) for o in done)]
+    levels = pareto_levels([(r["accuracy"], r["macs"]) for r in done])
+    return [r for r, level in zip(done, levels) if level == 0]
 
 
 def figure(runs: list[dict], budget: float, note: str):

@@ -577,6 +577,15 @@ def warn_unreadable(skipped: dict[str, str], where: str) -> None:
                                           f"({_example(skipped)})"), stacklevel=2)
 
 
+def note_unreadable(known: dict[str, str], unreadable: dict[str, str], where: str) -> None:
+    """Add the files of ``unreadable`` that ``known`` lacks to it, with one warning for them (a
+    trainer hears of a stream's unreadable files after every batch, and warns of each file once)."""
+    new = {k: v for k, v in unreadable.items() if k not in known}
+    if new:
+        known.update(new)
+        warn_unreadable(new, where)
+
+
 def _example(skipped: dict[str, str]) -> str:
     if not skipped:
         return "none readable"

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from evaluators.data import (AnyDataset, Dataset, DatasetError, ImageFiles, ImageStream, Images, at_resolution,
-                             channel_stats, prepare, warn_unreadable)
+                             channel_stats, note_unreadable, prepare, warn_unreadable)
 from evaluators.threads import torch_threads
 from nas.builder import build_model, scale_widths
 from nas.config import ArchConfig, ConfigError
@@ -338,10 +338,7 @@ class ProxyTrainer:
             raise TrainingDiverged(f"loss became {losses[~finite][0].item()} in epoch {len(self.history) + 1}")
 
     def _note_skipped(self, unreadable: dict[str, str]) -> None:
-        new = {k: v for k, v in unreadable.items() if k not in self.skipped}
-        if new:
-            self.skipped.update(new)
-            warn_unreadable(new, self.train_files.root)
+        note_unreadable(self.skipped, unreadable, self.train_files.root)
 
 
 def train_proxy(arch: ArchConfig, data: AnyDataset, cfg: TrainConfig = TrainConfig(),

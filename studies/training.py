@@ -51,7 +51,7 @@ import torch.nn.functional as F
 
 import nas
 from evaluators.data import (AnyDataset, Dataset, DatasetError, ImageFiles, at_resolution, channel_stats, load_dataset,
-                             prepare, warn_unreadable)
+                             note_unreadable, prepare)
 from evaluators.threads import torch_threads
 from evaluators.train import (TrainingDiverged, accuracies, choose_precision, evaluate, normalised_batches,
                               test_accuracy)
@@ -400,10 +400,7 @@ class _Run:
             yield x.contiguous(memory_format=self.memory_format), y
 
     def note_skipped(self, unreadable: dict[str, str]) -> None:
-        new = {k: v for k, v in unreadable.items() if k not in self.skipped}
-        if new:
-            self.skipped.update(new)
-            warn_unreadable(new, self.train.root)
+        note_unreadable(self.skipped, unreadable, self.train.root)
 
     def train_epoch(self, on_progress: Optional[Callable[[Progress], None]], done_before: float,
                     speed: list[float]) -> tuple[float, float]:
