@@ -70,13 +70,38 @@ class EvalContext:
     streamed from its files (then every node must see them at the same path)."""
 
     def __init__(self, dataset: str = "fashion-mnist", train: Optional["TrainConfig"] = None, threads: int = 1,
-                 device: Optional[str] = None, latency_seconds: float = 5.0, data: Optional["AnyDataset"] = None):
+                 device: Optional[str] = None, latency_seconds: float = 5.0, data: Optional["AnyDataset"] = None,
+                 supernet: Optional[str] = None, supernet_state: Optional[tuple] = None):
         from evaluators.train import TrainConfig
 
         self.dataset, self.threads, self.latency_seconds = dataset, threads, latency_seconds
         self.train = train or TrainConfig()
         self.device = device or ("cuda" if _cuda() else "cpu")
         self._data = data  # ``dataset`` already loaded (e.g. handed over by Ray's object store)
+        self.supernet_file = supernet  # a `nas supernet train` file, for the supernet proxy
+        self._supernet = supernet_state  # (Supernet, training record) already loaded
+        self._split = None
+
+    @property
+    def supernet(self) -> tuple:
+        """(the supernet, its training record), loaded from ``supernet_file`` once."""
+        if self._supernet is None:
+            from evaluators.supernet import load_supernet
+
+            if self.supernet_file is None:
+                raise ConfigError("the supernet proxy needs a trained supernet file (--supernet FILE)")
+            supernet, record = load_supernet(self.supernet_file)
+            self._supernet = (supernet.to(self.device), record)
+        return self._supernet
+
+    @property
+    def split(self):
+        """The proxy's training and validation images held in memory, prepared once (``evaluators.supernet``)."""
+        if self._split is None:
+            from evaluators.supernet import prepared_split
+
+            self._split = prepared_split(self.data, self.train, self.device)
+        return self._split
 
     @property
     def data(self) -> "AnyDataset":

@@ -44,6 +44,33 @@ class ShortTraining(Evaluator):
                 f"(validated on {train.get('val_size')} images held out from the training split)")
 
 
+class InheritedWeights(Evaluator):
+    name, unit, worst = "supernet", "accuracy", 0.0
+    description = "validation accuracy with weights inherited from a trained supernet (BatchNorm re-estimated)"
+
+    def evaluate(self, arch, context: EvalContext) -> Measurement:
+        from evaluators.supernet import CALIBRATION_IMAGES, check_scorable, inherited_accuracy
+        from evaluators.threads import torch_threads
+
+        start = time.perf_counter()
+        supernet, record = context.supernet
+        split = context.split
+        check_scorable(supernet, arch, split.num_classes)
+        with torch_threads(context.threads):
+            accuracy = inherited_accuracy(supernet, arch, split, batch_size=2 * context.train.batch_size)
+        return Measurement(accuracy, self.unit, str(supernet.device), time.perf_counter() - start,
+                           {"validation": split.validation, "calibration_images": CALIBRATION_IMAGES,
+                            "supernet_epochs": record.get("epochs_done")})
+
+    def how(self, settings: Mapping[str, Any]) -> str:
+        from evaluators.supernet import CALIBRATION_IMAGES
+
+        train = settings.get("train") or {}
+        return (f"validation accuracy at {train.get('resolution')} px with weights inherited from a weight-sharing "
+                f"supernet, BatchNorm statistics re-estimated on {CALIBRATION_IMAGES} training images of "
+                f"{settings.get('dataset')}")
+
+
 class ZeroCost(Evaluator):
     """A zero-cost proxy on one fixed real minibatch of the training split."""
 
@@ -98,6 +125,7 @@ class Latency(Evaluator):
 
 
 register(ShortTraining())
+register(InheritedWeights())
 for _name, _what in (("synflow", "synaptic flow (Tanaka et al. 2020) with positive weights on an all-ones input"),
                      ("naswot", "log-determinant of the activation-code kernel (Mellor et al. 2021)"),
                      ("grad_norm", "sum of the L2 norms of the loss gradients"),

@@ -12,10 +12,12 @@ from nas.config import (ArchConfig, ConfigError, EmbedConfig, GlobalTokensConfig
 from nas.io import load_config, save_config
 from nas.presets import Preset, get_arch, get_preset, list_archs, list_presets
 from nas.registry import Cost, Geometry, Tokens
+from nas.supernet import Supernet, SupernetError
 
 __all__ = [
     "ArchConfig", "ConfigError", "Cost", "EmbedConfig", "Geometry", "GlobalTokensConfig", "HeadConfig", "Params",
     "Preset", "StageConfig", "StemConfig", "Tokens", "analytic_cost", "build_model", "check_arch", "components",
-    "get_arch", "get_preset", "list_archs", "list_presets", "load_config", "network_stride", "save_config", "scale_widths",
+    "Supernet", "SupernetError", "get_arch", "get_preset", "list_archs", "list_presets", "load_config", "network_stride",
+    "save_config", "scale_widths",
 ]
 __version__ = "0.1.0"

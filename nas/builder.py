@@ -184,6 +184,21 @@ class Network(nn.Module):
         return self.head(x, tokens)
 
 
+def build_component(p: Placed) -> nn.Module:
+    """The module of one component; ``module_path(p)`` is where the network holds it."""
+    g = p.geometry
+    if p.spec is None:
+        return TokenProjection(g.in_channels, g.out_channels)
+    if p.spec.kind == "block":
+        return p.spec.build(g, p.depth, p.params)
+    return p.spec.build(g, p.params)
+
+
+def module_path(p: Placed) -> str:
+    """Where ``build_model``'s network holds component ``p`` (its state_dict prefix)."""
+    return f"{p.where}.blocks" if p.spec is not None and p.spec.kind == "block" else p.where
+
+
 def build_model(arch: ArchConfig, num_classes: int = 1000, drop_path_rate: float = 0.0) -> nn.Module:
     """Build the plain PyTorch module for ``arch`` (a pure function of the config).
 
@@ -204,17 +219,17 @@ def build_model(arch: ArchConfig, num_classes: int = 1000, drop_path_rate: float
     stem, head, stages = None, None, []
     embed, token_proj = nn.Identity(), None
     for p in components(arch, num_classes=num_classes):
-        g = p.geometry
+        module = build_component(p)
         if p.where == "stem":
-            stem = p.spec.build(g, p.params)
+            stem = module
         elif p.where == "head":
-            head = p.spec.build(g, p.params)
+            head = module
         elif p.where.endswith(".embed"):
-            embed = p.spec.build(g, p.params)
+            embed = module
         elif p.where.endswith(".token_proj"):
-            token_proj = TokenProjection(g.in_channels, g.out_channels)
+            token_proj = module
         else:
-            stages.append(Stage(embed, token_proj, p.spec.build(g, p.depth, p.params)))
+            stages.append(Stage(embed, token_proj, module))
             embed, token_proj = nn.Identity(), None
     tokens = None
     if arch.global_tokens is not None:

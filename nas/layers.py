@@ -8,6 +8,7 @@ element; activations, element-wise adds, plain pooling and means = 0.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -171,6 +172,15 @@ def mlp_cost(dim: int, hidden: int, tokens: int, out_dim: Optional[int] = None, 
     return linear_cost(dim, hidden, tokens, bias) + linear_cost(hidden, out_dim or dim, tokens, bias)
 
 
+@dataclass(frozen=True)
+class Dim:
+    """How the supernet slices one dimension of a tensor (nas.supernet): its factors, outermost first
+    (-1: the rest of the size), each sliced from its start, or around its middle when ``centred``."""
+
+    sizes: tuple[int, ...]
+    centred: bool = False  # spatial: a smaller size is the middle of a larger one
+
+
 class RelativePositionBias(nn.Module):
     """A learned (2h-1)(2w-1) x heads table, gathered into a (heads, h*w, h*w) bias (Swin, CoAtNet)."""
 
@@ -184,6 +194,10 @@ class RelativePositionBias(nn.Module):
         rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0)
         index = (rel[..., 0] + h - 1) * (2 * w - 1) + rel[..., 1] + w - 1
         self.register_buffer("index", index, persistent=False)
+
+    def slice_layout(self) -> dict:
+        h, w = self.window
+        return {"table": (Dim((2 * h - 1, 2 * w - 1), centred=True), None)}  # offsets nearest zero in the middle
 
     def forward(self, window: Optional[tuple[int, int]] = None) -> torch.Tensor:
         table = self.table

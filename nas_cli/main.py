@@ -15,11 +15,12 @@ from nas_cli.inspect import Archs, Profile, Space, Spaces
 from nas_cli.results import Dashboard, Export, Pareto, Studies
 from nas_cli.score import Score
 from nas_cli.search import Search
+from nas_cli.supernet import SupernetCommand
 from nas_cli.train import Train
 from studies.storage import InputError
 
 COMMANDS: tuple[Command, ...] = (Archs(), Spaces(), Space(), Profile(), Score(), Search(), Studies(), Pareto(),
-                                 Dashboard(), Export(), Train())
+                                 Dashboard(), Export(), Train(), SupernetCommand())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -29,6 +29,9 @@ class Score(Command):
                        help="train a copy with every width scaled by this, in (0, 1] (default 1: the architecture itself)")
         p.add_argument("--threads", type=positive(int), default=None, help="torch threads (default: torch's)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--supernet", metavar="FILE",
+                       help="a `nas supernet train` file (--proxy supernet); its data set, resolution, sizes and seed "
+                            "are used, so that the validation images are those of its training run")
         p.add_argument("--json", action="store_true")
 
     def run(self, args: argparse.Namespace) -> int:
@@ -42,7 +45,18 @@ class Score(Command):
         train = TrainConfig(epochs=args.epochs, resolution=args.resolution, batch_size=args.batch_size,
                             train_size=args.train_size or None, val_size=args.val_size or None, seed=args.seed,
                             width_mult=args.width_mult)
-        context = EvalContext(args.dataset, train, threads=args.threads)
+        context = EvalContext(args.dataset, train, threads=args.threads, supernet=args.supernet)
+        if evaluator.name == "supernet":
+            from studies.supernet import SupernetSettings
+
+            if args.supernet is None:
+                raise UsageError("--proxy supernet needs --supernet FILE (written by `nas supernet train`)")
+            trained = SupernetSettings.from_dict(context.supernet[1]["settings"])
+            args.dataset, args.resolution = trained.dataset, trained.resolution
+            context = EvalContext(trained.dataset, trained.proxy, threads=args.threads, supernet=args.supernet,
+                                  supernet_state=context.supernet)
+        elif args.supernet is not None:
+            raise UsageError("--supernet is for --proxy supernet")
         try:
             if not evaluator.instant:
                 context.data  # a missing data set is the user's to fix, before anything runs

@@ -443,6 +443,11 @@ class Space:
         return Cost(params=analytic_cost(self._cheapest("params")).params,
                     macs=analytic_cost(self._cheapest("macs")).macs)
 
+    def smallest(self, what: str = "macs") -> ArchConfig:
+        """The architecture with the least MACs (``what="params"``: parameters) that
+        :meth:`smallest_cost` found."""
+        return self._cheapest(what)
+
     def _cheapest(self, what: str) -> ArchConfig:
         if what in self._cheapest_found:
             return self._cheapest_found[what]
@@ -480,6 +485,13 @@ class Space:
                         best, improved = tried, True
         self._cheapest_found[what] = best[1]
         return best[1]
+
+    def envelope(self, macs_budget: Optional[float] = None) -> list[ArchConfig]:
+        """Architectures of this space whose tensors, factor by factor at their largest, hold those
+        of every point within ``macs_budget`` (what ``nas.Supernet.for_space`` is sized from; see
+        ``search_spaces.envelope``)."""
+        from search_spaces.envelope import envelope_points
+        return envelope_points(self, macs_budget)
 
     @property
     def budget_note(self) -> str:

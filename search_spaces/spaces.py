@@ -111,7 +111,7 @@ def family_space(name: str, description: str, presets: tuple[str, ...], searched
     patterns = [_pattern(p) for p in searched]
     overrides: dict = {}
     # the stage pattern is one dimension (layout) or per-stage ones (num_stages, stages.N.block), not both
-    structural = re.compile(r"num_stages|stages\.\d+\.block" if layouts else r"layout")
+    structural = re.compile(r"layout|num_stages|stages\.\d+\.block" if layouts else r"layout")
     for label in sorted(set().union(*flats)):
         parent = overrides.get(label.rsplit(".", 1)[0])
         if structural.fullmatch(label) or (isinstance(parent, Fixed) and isinstance(parent.value, tuple)):

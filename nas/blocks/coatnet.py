@@ -15,7 +15,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import (DropPath, LayerNorm2d, Mlp, RelativePositionBias, XStack, attention_cost, conv_cost, hw,
+from nas.layers import (Dim, DropPath, LayerNorm2d, Mlp, RelativePositionBias, XStack, attention_cost, conv_cost, hw,
                         linear_cost, ln_cost, mlp_cost, relative_position_bias_params, to_map, to_tokens)
 from nas.registry import Cost, Geometry, out_size, register
 
@@ -59,6 +59,10 @@ class RelAttention(nn.Module):
         bias = self.rel_pos(size).unsqueeze(0).to(q.dtype)  # interpolated when size != design size
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(x.transpose(1, 2).reshape(b, n, -1))
+
+    def slice_layout(self) -> dict:
+        heads = Dim((3, self.heads, -1))  # q, k, v; each heads x head_dim
+        return {"qkv.weight": (heads, None), "qkv.bias": (heads,), "proj.weight": (None, Dim((self.heads, -1)))}
 
 
 class RelAttentionBlock(nn.Module):

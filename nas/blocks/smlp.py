@@ -25,7 +25,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import DropPath, Mlp, XStack, bn_cost, conv_cost, hw, ln_cost, mlp_cost
+from nas.layers import Dim, DropPath, Mlp, XStack, bn_cost, conv_cost, hw, ln_cost, mlp_cost
 from nas.registry import Cost, Geometry, register
 
 
@@ -65,6 +65,9 @@ class SparseMlpBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * p.mlp_ratio), "gelu")
         self.act = nn.GELU()
         self.drop_path = DropPath()
+
+    def slice_layout(self) -> dict:
+        return {"fuse.weight": (None, Dim((3, -1)), None, None)}  # the input is [map; W-mixed; H-mixed]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.dw_conv(self.act(self.dw_norm(x)))

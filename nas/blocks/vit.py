@@ -16,7 +16,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import DropPath, Mlp, attention_cost, hw, linear_cost, ln_cost, mlp_cost, to_map, to_tokens
+from nas.layers import Dim, DropPath, Mlp, attention_cost, hw, linear_cost, ln_cost, mlp_cost, to_map, to_tokens
 from nas.registry import Cost, Geometry, register
 
 
@@ -46,6 +46,10 @@ class Attention(nn.Module):
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+    def slice_layout(self) -> dict:
+        heads = Dim((3, self.heads, -1))  # q, k, v; each heads x head_dim
+        return {"qkv.weight": (heads, None), "qkv.bias": (heads,), "proj.weight": (None, Dim((self.heads, -1)))}
 
 
 class ViTBlock(nn.Module):

@@ -1,0 +1,303 @@
+"""Weight sharing: one set of tensors of which every architecture of a space is a slice.
+
+A point's weights are views of the supernet's tensors, and its forward pass is the plain module
+``build_model(arch)`` run on them (``torch.func.functional_call``): no block is implemented twice
+and nothing holds an "active subnet" state. ``extract(arch)`` returns that module with copies of
+its weights, loaded strictly.
+
+Keys. A point's state_dict key names the block type it belongs to in the supernet (single path,
+as in SPOS): ``stages.2.blocks.0.attn.qkv.weight`` of a ``rel_attention`` stage is
+``stages.2.blocks:rel_attention.0.attn.qkv.weight``; likewise the stem, each stage's embedding and
+the head carry their type. Points of one type share the weights of that type; the first blocks of
+a stage, the first channels of a width and the first heads of an attention are the ones shared
+(as in OFA and AutoFormer).
+
+Slicing by meaning. Every dimension of a tensor is one or more factors (:class:`Dim`), each
+sliced from its start, or around its centre for spatial factors: a convolution's kernel (a 3x3
+kernel is the middle of a 5x5 one), a relative-position table (the offsets nearest zero). A module
+whose tensors fuse several things declares them with a ``slice_layout()`` method: an attention's
+qkv projection is (3, heads, head_dim) x input width, so a point with fewer heads or smaller heads
+takes the first heads of each of q, k and v, and the first channels of each head.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterable, Optional, Sequence
+
+import torch
+from torch import nn
+
+from nas.builder import Placed, build_component, build_model, components, module_path
+from nas.config import ArchConfig, ConfigError
+from nas.layers import Dim
+
+FORMAT = "nas-supernet/1"
+CACHED_MODULES = 8  # modules kept built for forward passes (the sandwich's largest and smallest stay)
+# the component types whose tensors are sliced by their meaning (declared and contract-tested)
+SUPPORTED = {"stem": ("conv_stack", "patch"), "embed": ("mbconv", "conv"),
+             "block": ("mbconv", "rel_attention", "pool_mixer", "smlp", "vit"), "head": ("norm_mlp", "pool")}
+
+
+class SupernetError(ConfigError):
+    """An architecture the supernet does not hold, or a supernet file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class _Slot:
+    key: str  # the point's state_dict key
+    shared: str  # the supernet's key
+    factors: tuple[int, ...]  # every factor of every dimension
+    per_dim: tuple[int, ...]  # how many factors each dimension has
+    centred: tuple[bool, ...]  # per factor
+    shape: tuple[int, ...]  # the point's tensor shape
+
+
+def layouts(model: nn.Module) -> dict[str, tuple[Dim, ...]]:
+    """The factors of every tensor of ``model``'s state_dict (see the module docstring)."""
+    declared: dict[str, tuple[Optional[Dim], ...]] = {}
+    for prefix, module in model.named_modules():
+        own = getattr(module, "slice_layout", None)
+        if own is not None:
+            declared.update({f"{prefix}.{k}" if prefix else k: v for k, v in own().items()})
+    conv_weights = {f"{prefix}.weight" if prefix else "weight" for prefix, m in model.named_modules()
+                    if isinstance(m, nn.modules.conv._ConvNd)}
+    out = {}
+    for key, tensor in model.state_dict().items():
+        shape = tuple(tensor.shape)
+        dims = declared.get(key) or (None,) * len(shape)
+        if len(dims) != len(shape):
+            raise ConfigError(f"slice layout of {key} has {len(dims)} dimensions, the tensor {len(shape)}")
+        resolved = []
+        for j, (size, dim) in enumerate(zip(shape, dims)):
+            if dim is None:
+                dim = Dim((size,), centred=key in conv_weights and j >= 2)
+            resolved.append(_resolve(key, dim, size))
+        out[key] = tuple(resolved)
+    return out
+
+
+def _resolve(key: str, dim: Dim, size: int) -> Dim:
+    known = math.prod(s for s in dim.sizes if s != -1)
+    sizes = tuple(size // known if s == -1 else s for s in dim.sizes)
+    if math.prod(sizes) != size:
+        raise ConfigError(f"slice layout of {key}: factors {dim.sizes} do not make its size {size}")
+    return Dim(sizes, dim.centred)
+
+
+def _shared_prefix(p: Placed) -> str:
+    """Where the supernet holds component ``p``: its network path, named with its type."""
+    path = module_path(p)
+    return path if p.spec is None else f"{path}:{p.spec.name}"
+
+
+@lru_cache(maxsize=1 << 14)
+def _component_layouts(p: Placed) -> tuple[tuple[str, tuple[Dim, ...]], ...]:
+    with torch.device("meta"):  # shapes only: nothing allocated or initialised
+        return tuple(layouts(build_component(p)).items())
+
+
+def _slot(key: str, shared: str, dims: tuple[Dim, ...]) -> _Slot:
+    return _Slot(key, shared, tuple(s for d in dims for s in d.sizes), tuple(len(d.sizes) for d in dims),
+                 tuple(d.centred for d in dims for _ in d.sizes), tuple(math.prod(d.sizes) for d in dims))
+
+
+def _placed_slots(arch: ArchConfig, num_classes: int) -> list[tuple[Optional[Placed], str, _Slot]]:
+    """Every tensor of ``build_model(arch, num_classes)``'s state_dict: (its component, the
+    component's own key for it, its slot); the global tokens belong to no component."""
+    out = []
+    for p in components(arch, num_classes=num_classes):
+        if p.spec is not None and p.spec.name not in SUPPORTED[p.spec.kind]:
+            raise SupernetError(f"the supernet does not support {p.spec.kind} type {p.spec.name!r} yet ({p.where}); "
+                                f"supported {p.spec.kind} types: {', '.join(SUPPORTED[p.spec.kind])}")
+        path, shared = module_path(p), _shared_prefix(p)
+        out += [(p, rel, _slot(f"{path}.{rel}", f"{shared}.{rel}", dims)) for rel, dims in _component_layouts(p)]
+    if arch.global_tokens is not None:
+        tokens = arch.global_tokens
+        dims = (Dim((1,)), Dim((tokens.num,)), Dim((tokens.dim or arch.stem.width,)))
+        out.append((None, "", _slot("global_tokens", "global_tokens", dims)))
+    return out
+
+
+def _window(full: int, size: int, centred: bool) -> slice:
+    start = (full - size) // 2 if centred else 0
+    return slice(start, start + size)
+
+
+class Supernet:
+    """The tensors every point of a set of architectures is a slice of.
+
+    ``Supernet(archs, num_classes)`` makes each shared tensor as large as the largest any of
+    ``archs`` needs, per factor, initialised from the modules ``build_model`` makes (a point's
+    initial weights are those a module of its own would have, tiled where larger). A point
+    whose every tensor fits (:meth:`covers`) can be run (:meth:`forward`), trained (gradients
+    reach :meth:`parameters`) and extracted.
+    """
+
+    def __init__(self, archs: Iterable[ArchConfig], num_classes: int, seed: int = 0, space: Optional[str] = None,
+                 macs_budget: Optional[float] = None):
+        archs = list(archs)
+        if not archs:
+            raise SupernetError("a supernet needs at least one architecture")
+        self.num_classes, self.space, self.macs_budget = num_classes, space, macs_budget
+        envelope: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[bool, ...]]] = {}
+        largest: dict[str, tuple[int, Optional[Placed], str, _Slot]] = {}
+        for arch in archs:
+            for p, rel, s in _placed_slots(arch, num_classes):
+                have = envelope.get(s.shared)
+                if have is None:
+                    envelope[s.shared] = (s.factors, s.per_dim, s.centred)
+                elif have[1] != s.per_dim or have[2] != s.centred:
+                    raise SupernetError(f"{s.shared}: the architectures lay it out differently "
+                                        f"({have[1]} vs {s.per_dim} factors per dimension)")
+                else:
+                    envelope[s.shared] = (tuple(map(max, have[0], s.factors)), s.per_dim, s.centred)
+                count = math.prod(s.factors)
+                if s.shared not in largest or count > largest[s.shared][0]:
+                    largest[s.shared] = (count, p, rel, s)
+        self.structure = {k: (per_dim, centred) for k, (_, per_dim, centred) in envelope.items()}
+        self.tensors: dict[str, torch.Tensor] = {}
+        generator_state = torch.random.get_rng_state()
+        try:  # each tensor starts as the largest component holding it was initialised, tiled to its envelope
+            torch.manual_seed(seed)
+            built: dict[Placed, dict[str, torch.Tensor]] = {}
+            for key in sorted(largest):
+                _, p, rel, s = largest[key]
+                if p is None:  # the global tokens, initialised as build_model does
+                    initial = nn.init.trunc_normal_(torch.zeros(s.factors), std=0.02)
+                else:
+                    if p not in built:
+                        built[p] = build_component(p).state_dict()
+                    initial = built[p][rel].reshape(s.factors)
+                self.tensors[key] = _tiled(initial, envelope[key][0], s.centred)
+        finally:
+            torch.random.set_rng_state(generator_state)
+        for key, tensor in self.tensors.items():
+            tensor.requires_grad_(tensor.is_floating_point() and not _is_statistic(key))
+        self._modules: OrderedDict[str, tuple[nn.Module, list[_Slot]]] = OrderedDict()
+
+    @classmethod
+    def for_space(cls, space, macs_budget: Optional[float] = None, num_classes: int = 1000, seed: int = 0) -> "Supernet":
+        """The supernet of every point of ``space`` (a ``search_spaces.Space``) within ``macs_budget``
+        MACs (design resolution, 1000 classes, as a search counts them): sized from
+        ``space.envelope(macs_budget)``."""
+        return cls(space.envelope(macs_budget), num_classes, seed, space.name, macs_budget)
+
+    # ------------------------------------------------------------------ the tensors
+    def parameters(self) -> list[torch.Tensor]:
+        """The trainable tensors (BatchNorm statistics are not)."""
+        return [t for t in self.tensors.values() if t.requires_grad]
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.tensors.values())).device
+
+    def num_params(self) -> int:
+        return sum(t.numel() for t in self.parameters())
+
+    def to(self, device: str | torch.device) -> "Supernet":
+        for key, tensor in self.tensors.items():
+            self.tensors[key] = tensor.detach().to(device).requires_grad_(tensor.requires_grad)
+        self._modules.clear()
+        return self
+
+    def state_dict(self) -> dict:
+        """Plain tensors, numbers and strings: loadable with ``torch.load(weights_only=True)``."""
+        return {"format": FORMAT, "num_classes": self.num_classes, "space": self.space, "macs_budget": self.macs_budget,
+                "tensors": {k: t.detach() for k, t in self.tensors.items()},
+                "structure": {k: [list(per_dim), list(centred)] for k, (per_dim, centred) in self.structure.items()}}
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> "Supernet":
+        if not isinstance(state, dict) or state.get("format") != FORMAT:
+            raise SupernetError(f"not a supernet (format {state.get('format') if isinstance(state, dict) else None!r}, "
+                                f"expected {FORMAT!r})")
+        self = cls.__new__(cls)
+        self.num_classes, self.space, self.macs_budget = int(state["num_classes"]), state["space"], state["macs_budget"]
+        self.structure = {k: (tuple(per_dim), tuple(centred)) for k, (per_dim, centred) in state["structure"].items()}
+        self.tensors = {k: t.clone().requires_grad_(t.is_floating_point() and not _is_statistic(k))
+                        for k, t in state["tensors"].items()}
+        self._modules = OrderedDict()
+        return self
+
+    def load_state_dict(self, state: dict) -> None:
+        """Copy ``state``'s tensors into this supernet's (same keys and shapes)."""
+        other = Supernet.from_state_dict(state)
+        if other.structure != self.structure or any(other.tensors[k].shape != t.shape for k, t in self.tensors.items()):
+            raise SupernetError("the saved supernet holds other tensors than this one")
+        with torch.no_grad():
+            for key, tensor in self.tensors.items():
+                tensor.copy_(other.tensors[key])
+
+    # ------------------------------------------------------------------ the points
+    def covers(self, arch: ArchConfig) -> Optional[str]:
+        """None when every tensor of ``arch`` is a slice of this supernet, else why not."""
+        try:
+            slots = _placed_slots(arch, self.num_classes)
+        except SupernetError as e:
+            return str(e)
+        return next((reason for reason in map(self._misfit, (s for _, _, s in slots)) if reason), None)
+
+    def _misfit(self, s: _Slot) -> Optional[str]:
+        if s.shared not in self.tensors:
+            return f"the supernet has no {s.shared} (a block type, stage or component none of its points has)"
+        full = self.tensors[s.shared].shape
+        if (s.per_dim, s.centred) != self.structure[s.shared] or len(full) != len(s.factors):
+            return f"{s.shared} is laid out differently in the supernet"
+        if any(n > f for n, f in zip(s.factors, full)):
+            return f"{s.shared} needs factors {s.factors}, the supernet holds {tuple(full)}"
+        return None
+
+    def _plan(self, arch: ArchConfig) -> tuple[nn.Module, list[_Slot]]:
+        if arch.arch_id in self._modules:
+            self._modules.move_to_end(arch.arch_id)
+            return self._modules[arch.arch_id]
+        slots = [s for _, _, s in _placed_slots(arch, self.num_classes)]
+        plan = (build_model(arch, self.num_classes).to(self.device), slots)
+        self._modules[arch.arch_id] = plan
+        while len(self._modules) > CACHED_MODULES:
+            self._modules.popitem(last=False)
+        return plan
+
+    def weights(self, arch: ArchConfig) -> dict[str, torch.Tensor]:
+        """``arch``'s state_dict as slices of the supernet's tensors (gradients flow back to them)."""
+        out = {}
+        for s in self._plan(arch)[1]:
+            reason = self._misfit(s)
+            if reason:
+                raise SupernetError(f"architecture {arch.arch_id} is outside the supernet: {reason}")
+            full = self.tensors[s.shared]
+            view = full[tuple(_window(f, n, c) for f, n, c in zip(full.shape, s.factors, s.centred))]
+            out[s.key] = view if view.dim() == len(s.shape) else view.reshape(s.shape)
+        return out
+
+    def module(self, arch: ArchConfig) -> nn.Module:
+        """The (cached) module ``build_model(arch)`` that :meth:`forward` runs on the sliced weights."""
+        return self._plan(arch)[0]
+
+    def forward(self, arch: ArchConfig, x: torch.Tensor) -> torch.Tensor:
+        """``arch``'s output on ``x`` with the supernet's weights (train or eval mode as ``module(arch)``)."""
+        # not strict: non-persistent buffers (index tables) are the module's own; every state_dict key is given
+        return torch.func.functional_call(self.module(arch), self.weights(arch), (x,))
+
+    def extract(self, arch: ArchConfig) -> nn.Module:
+        """``build_model(arch)`` holding copies of its supernet weights (loaded strictly)."""
+        model = build_model(arch, self.num_classes)
+        model.load_state_dict({k: v.detach().clone() for k, v in self.weights(arch).items()}, strict=True)
+        return model.to(self.device)
+
+
+def _is_statistic(key: str) -> bool:
+    return key.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _tiled(tensor: torch.Tensor, sizes: Sequence[int], centred: Sequence[bool]) -> torch.Tensor:
+    """``tensor`` repeated along every factor up to ``sizes``; along a centred factor the original
+    sits in the middle window, the one a point of its size slices."""
+    out = tensor
+    for d, (n, s, c) in enumerate(zip(sizes, tensor.shape, centred)):
+        offset = (n - s) // 2 if c else 0
+        out = out.index_select(d, (torch.arange(n) - offset) % s)
+    return out.clone()

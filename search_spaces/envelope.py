@@ -1,0 +1,168 @@
+"""The architectures a weight-sharing supernet of a space is sized from (``nas.Supernet``).
+
+A supernet must hold, factor by factor, the largest tensor any point within the budget needs. No
+single point does (the widest stage and the deepest one do not fit one budget together), so the
+supernet is the per-factor maximum over a set of *probes*, each an architecture of the space
+(valid, but not itself within the budget) at the edge of what the budget allows:
+
+- for each structure of the space (a layout, or a number of stages with one stage's block type)
+  and each stage of it at each depth the budget allows, that stage at the widest width it can
+  have at that depth, with everything else as cheap as the space allows (the width is the most
+  any point can give it: the others can only cost more);
+- every other width at the most the budget allows it alone, other stages one block deep (their
+  deeper blocks come from their own probes);
+- every other numeric dimension (expansions, MLP ratios, head sizes, kernels, strides) at its
+  largest in one probe and its smallest in another, since either end may make a tensor larger
+  (the smallest head size makes the most heads);
+- each value of every other choice (an embedding or not, a norm style) on the probed stage, since
+  a choice may add tensors.
+
+This is exact for widths and depths given the budget, and an over-estimate elsewhere (a probe's
+numeric dimensions at their largest may cost more than the budget); ``Supernet.covers`` tells
+whether a given point fits, and the tests measure it on random points within the budget.
+"""
+from __future__ import annotations
+
+import bisect
+import itertools
+from typing import Any, Optional
+
+from nas.builder import analytic_cost
+from nas.config import ArchConfig
+from nas.domains import Choice, Domain, Fixed, IntRange
+from search_spaces.base import (DEPTH_LABELS, WIDTH_LABELS, InvalidArchitecture, Space, Trace, _is_number, _lowest,
+                                _values, flatten)
+
+STRUCTURE = ("layout", "num_stages", "resolution")
+_MISSING = object()
+
+
+def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[ArchConfig]:
+    """The probes (see the module docstring) of ``space`` under ``macs_budget`` MACs (design
+    resolution, 1000 classes, as a search counts them); without a budget, every dimension at its
+    largest."""
+    limit = float("inf") if macs_budget is None else float(macs_budget)
+    base = flatten(space._cheapest("macs"))
+    probes: dict[str, ArchConfig] = {}
+    for structure, stages in _structures(space, base):
+        context = {**base, **structure}
+        walked = _walk(space, context)
+        if walked is None:
+            continue
+        arch, trace = walked
+        if any(arch.stages[i].block != structure.get(f"stages.{i}.block", arch.stages[i].block) for i in stages):
+            continue  # the walk moved the block elsewhere: another structure covers it
+        if analytic_cost(arch).macs > limit:
+            continue
+        widest = {label: _largest(space, context, label, dom, limit) for label, (dom, _) in trace.items()
+                  if WIDTH_LABELS.fullmatch(label)}
+        for i in stages:
+            def own(label: str) -> bool:  # the probed stage's dimensions, and the global ones with the first stage
+                return label.startswith(f"stages.{i}.") or (i == stages[0] and not label.startswith("stages."))
+
+            variants = [{}] + [{label: v} for label, (dom, _) in trace.items() if own(label) and label not in structure
+                               and _choice(label, dom)
+                               for v in _values(dom)]
+            for extra in variants:
+                walked = _walk(space, {**context, **extra})
+                if walked is None:
+                    continue
+                knobs = {label: _values(dom) for label, (dom, _) in walked[1].items() if own(label) and _numeric(dom)
+                         and label not in STRUCTURE and not WIDTH_LABELS.fullmatch(label)
+                         and label != f"stages.{i}.depth"}
+                # an embedding's depth is probed at each value (its width is the stage's, fitted per depth)
+                depths = [label for label in knobs if DEPTH_LABELS.fullmatch(label)]
+                for end, chosen in itertools.product((max, min), itertools.product(*(knobs[k] for k in depths))):
+                    setting = {**extra, **{label: end(values) for label, values in knobs.items()},
+                               **dict(zip(depths, chosen))}
+                    for probe in _stage_probes(space, {**context, **setting}, widest, i, walked[1], limit):
+                        probes.setdefault(probe.arch_id, probe)
+    if not probes:
+        raise InvalidArchitecture(f"space {space.name!r} has no architecture within the budget")
+    return list(probes.values())
+
+
+def _stage_probes(space: Space, values: dict[str, Any], widest: dict[str, Any], i: int, trace: Trace,
+                  limit: float) -> list[ArchConfig]:
+    """Stage ``i`` at each depth the budget allows, at the widest width it can have at that depth
+    (the other stages as cheap as ``values`` make them), the other widths at their ``widest``. Of
+    the depths that allow one width only the deepest is kept: its tensors hold the others'."""
+    depth_label, width_label = f"stages.{i}.depth", f"stages.{i}.width"
+    widths: dict[Any, int] = {}  # width -> the deepest depth allowing it
+    for depth in _ascending(trace[depth_label][0]):
+        width = _largest(space, {**values, depth_label: depth}, width_label, trace[width_label][0], limit)
+        if width is None:
+            break  # deeper does not fit either
+        widths[width] = depth
+    out = []
+    for width, depth in widths.items():
+        walked = _walk(space, {**values, **widest, depth_label: depth, width_label: width})
+        if walked is not None:
+            out.append(walked[0])
+    return out
+
+
+def _structures(space: Space, base: dict[str, Any]) -> list[tuple[dict[str, Any], list[int]]]:
+    """(the values fixing a structure, the stages whose block type they fix) for every structure."""
+    out = []
+    if space.layouts:
+        for layout in space.layouts:
+            out.append(({"layout": layout}, list(range(len(layout.split("-"))))))
+        return out
+    probe = _walk(space, base)
+    counts = _values(probe[1]["num_stages"][0]) if probe and "num_stages" in probe[1] else [len(probe[0].stages)]
+    for n in counts:
+        walked = _walk(space, {**base, "num_stages": n})
+        if walked is None:
+            continue
+        for i in range(n):
+            label = f"stages.{i}.block"
+            dom = walked[1].get(label, (Fixed(walked[0].stages[i].block), None))[0]
+            for block in _values(dom):
+                out.append(({"num_stages": n, label: block}, [i]))
+    return out
+
+
+def _walk(space: Space, values: dict[str, Any]) -> Optional[tuple[ArchConfig, Trace]]:
+    trace: Trace = {}
+
+    def decide(label: str, dom: Domain) -> Any:
+        if isinstance(dom, Fixed):
+            return dom.value
+        value = values.get(label, _MISSING)
+        return value if value is not _MISSING and dom.contains(value) else _lowest(dom)
+
+    try:
+        return space._checked(lambda: space._build(decide, trace)), trace
+    except InvalidArchitecture:
+        return None
+
+
+def _largest(space: Space, values: dict[str, Any], label: str, dom: Domain, limit: float) -> Optional[Any]:
+    """The largest value of ``label`` whose architecture (``values`` otherwise) costs at most
+    ``limit`` MACs (the cost grows with the value), or None if even the smallest is over."""
+    ordered = _ascending(dom)
+    if limit == float("inf"):
+        return ordered[-1]
+
+    def fits(k: int) -> bool:
+        walked = _walk(space, {**values, label: ordered[k]})
+        return walked is not None and analytic_cost(walked[0]).macs <= limit
+
+    k = bisect.bisect_left(range(len(ordered)), True, key=lambda k: not fits(k))  # first index that does not fit
+    return ordered[k - 1] if k else None
+
+
+def _ascending(dom: Domain) -> list:
+    return sorted(_values(dom))
+
+
+def _choice(label: str, dom: Domain) -> bool:
+    """A choice among names or switches (which may add tensors), not one of the structure."""
+    values = _values(dom)
+    return label not in STRUCTURE and len(values) > 1 and not all(_is_number(v) for v in values)
+
+
+def _numeric(dom: Domain) -> bool:
+    values = _values(dom)
+    return isinstance(dom, (Choice, IntRange)) and len(values) > 1 and all(_is_number(v) for v in values)

@@ -1,0 +1,173 @@
+"""The weight-sharing supernet's contract, for every block type it supports: a point's weights are
+slices of the supernet's tensors, cut by their meaning; the module built from them computes what
+the extracted module computes; gradients reach the shared tensors; a checkpoint restores them."""
+from __future__ import annotations
+
+import dataclasses
+import io
+
+import optuna
+import pytest
+import torch
+
+import nas
+from nas.supernet import SUPPORTED, Supernet, SupernetError
+from search_spaces import get_space
+
+BUDGETS = {"coatnet": 100e6, "metaformer": 50e6}  # small, so that the supernets build in seconds
+
+
+def _points(space_name: str, count: int, seed: int = 0) -> list[nas.ArchConfig]:
+    """``count`` random points of the space fitted to its budget, as a search samples them."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space, budget = get_space(space_name), BUDGETS[space_name]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    points = []
+    while len(points) < count:
+        trial = study.ask()
+        arch = space.fit(space.sample(trial), macs_budget=budget)
+        study.tell(trial, 0.0)
+        if nas.analytic_cost(arch).macs <= budget:
+            points.append(arch)
+    return points
+
+
+@pytest.fixture(scope="module", params=sorted(BUDGETS))
+def supernet(request) -> tuple[str, Supernet]:
+    name = request.param
+    return name, Supernet.for_space(get_space(name), BUDGETS[name], num_classes=10)
+
+
+def _blocks(points: list[nas.ArchConfig]) -> set[str]:
+    return {st.block for a in points for st in a.stages}
+
+
+def test_every_point_within_the_budget_is_a_slice_of_the_supernet(supernet):
+    name, sn = supernet
+    points = _points(name, 60, seed=1)
+    assert [sn.covers(a) for a in points] == [None] * len(points)
+    assert sn.space == name and sn.macs_budget == BUDGETS[name]
+
+
+def test_sliced_forward_equals_the_extracted_module(supernet):
+    name, sn = supernet
+    points = _points(name, 12, seed=2)
+    assert _blocks(points) >= {"coatnet": {"mbconv", "rel_attention"},
+                               "metaformer": {"pool_mixer", "smlp", "vit"}}[name]
+    x = torch.randn(2, 3, 32, 32)
+    for arch in points:
+        extracted = sn.extract(arch).eval()  # loads strictly into build_model(arch)
+        assert set(extracted.state_dict()) == set(nas.build_model(arch, 10).state_dict())
+        sn.module(arch).eval()
+        with torch.no_grad():
+            assert torch.allclose(sn.forward(arch, x), extracted(x), atol=1e-6, rtol=0), arch.arch_id
+
+
+def test_a_training_step_reaches_the_shared_tensors_of_its_point_only(supernet):
+    name, sn = supernet
+    arch = _points(name, 1, seed=3)[0]
+    used = {s for s in _shared_keys(sn, arch)}
+    sn.module(arch).train()
+    # 64 px: at 32 px the last stage sees a 1x1 map, where a pooling mixer (pool(x) - x) is zero
+    loss = torch.nn.functional.cross_entropy(sn.forward(arch, torch.randn(4, 3, 64, 64)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    try:
+        for key, tensor in sn.tensors.items():
+            if not tensor.requires_grad:
+                continue
+            if key in used:
+                assert tensor.grad is not None, key
+            else:
+                assert tensor.grad is None, key
+        reached = [k for k in used if sn.tensors[k].requires_grad and sn.tensors[k].grad.abs().sum() > 0]
+        assert len(reached) > 0.9 * sum(sn.tensors[k].requires_grad for k in used)
+    finally:
+        for tensor in sn.parameters():
+            tensor.grad = None
+
+
+def _shared_keys(sn: Supernet, arch: nas.ArchConfig) -> set[str]:
+    from nas.supernet import _placed_slots
+    return {s.shared for _, _, s in _placed_slots(arch, sn.num_classes)}
+
+
+def test_a_checkpoint_restores_identical_weights(supernet):
+    name, sn = supernet
+    buffer = io.BytesIO()
+    torch.save(sn.state_dict(), buffer)
+    buffer.seek(0)
+    restored = Supernet.from_state_dict(torch.load(buffer, weights_only=True))
+    assert set(restored.tensors) == set(sn.tensors)
+    assert all(torch.equal(restored.tensors[k], t) for k, t in sn.tensors.items())
+    assert (restored.space, restored.macs_budget, restored.num_classes) == (name, BUDGETS[name], 10)
+    arch = _points(name, 1, seed=4)[0]
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(restored.extract(arch).eval()(x), sn.extract(arch).eval()(x))
+
+
+def _with_block_params(arch: nas.ArchConfig, stage: int, **changes) -> nas.ArchConfig:
+    st = arch.stages[stage]
+    return arch.replace(stages=arch.stages[:stage] + (dataclasses.replace(st, params=dataclasses.replace(
+        st.params, **changes)),) + arch.stages[stage + 1:])
+
+
+def test_fused_qkv_is_sliced_per_chunk_and_head():
+    """A point with one head shares head 0's q, k and v with a point with two heads: slicing the
+    first rows of the fused projection would hand it the wider point's second query head as keys."""
+    wide = nas.get_arch("coatnet_0")
+    wide = _with_block_params(wide.replace(stages=wide.stages[:3]), 2, head_dim=32)
+    wide = wide.replace(stages=wide.stages[:2] + (dataclasses.replace(wide.stages[2], width=64, depth=1),))
+    narrow = _with_block_params(wide.replace(stages=wide.stages[:2] + (dataclasses.replace(wide.stages[2], width=32),)),
+                                2, head_dim=32)
+    sn = Supernet([wide, narrow], 10)
+    key = "stages.2.blocks.blocks.0.attn.qkv.weight"
+    w, n = sn.weights(wide)[key].detach(), sn.weights(narrow)[key].detach()
+    assert w.shape[0] == 3 * 64 and n.shape[0] == 3 * 32
+    for chunk in range(3):  # q, k, v of head 0 (32 channels) agree
+        assert torch.equal(n[chunk * 32:(chunk + 1) * 32], w[chunk * 64:chunk * 64 + 32, :n.shape[1]])
+    proj = "stages.2.blocks.blocks.0.attn.proj.weight"
+    assert torch.equal(sn.weights(narrow)[proj], sn.weights(wide)[proj][:32, :32])
+
+
+def test_heads_of_another_size_take_the_first_channels_of_each_head():
+    arch = nas.get_arch("coatnet_0")
+    big = _with_block_params(arch, 2, head_dim=32)  # 384 wide: 12 heads of 32
+    small = _with_block_params(arch, 2, head_dim=16)  # 24 heads of 16
+    sn = Supernet([big, small], 10)
+    full = sn.tensors["stages.2.blocks:rel_attention.blocks.0.attn.qkv.weight"]
+    assert tuple(full.shape[:3]) == (3, 24, 32)  # chunks x most heads x largest head
+    got = sn.weights(small)["stages.2.blocks.blocks.0.attn.qkv.weight"].detach().reshape(3, 24, 16, -1)
+    assert torch.equal(got, full.detach()[:, :24, :16, :got.shape[-1]])
+
+
+def test_kernels_and_relative_position_tables_are_sliced_around_their_middle():
+    arch = nas.get_arch("coatnet_0")
+    k5 = _with_block_params(arch, 1, kernel_size=5)
+    sn = Supernet([k5, arch], 10)
+    key = "stages.1.blocks.blocks.0.body.2.0.weight"  # the depthwise conv
+    wide, narrow = sn.weights(k5)[key].detach(), sn.weights(arch)[key].detach()
+    assert wide.shape[-1] == 5 and narrow.shape[-1] == 3
+    assert torch.equal(narrow, wide[:, :, 1:4, 1:4])
+    # a 256-px point's 8x8 map has a 15x15 table of offsets; the 224-px point's 13x13 is its middle
+    big = arch.replace(resolution=256)
+    sn = Supernet([big, arch], 10)
+    key = "stages.3.blocks.blocks.0.attn.rel_pos.table"
+    wide, narrow = sn.weights(big)[key].detach(), sn.weights(arch)[key].detach()
+    assert wide.shape[0] == 15 * 15 and narrow.shape[0] == 13 * 13
+    assert torch.equal(narrow.reshape(13, 13, -1), wide.reshape(15, 15, -1)[1:14, 1:14])
+
+
+def test_an_unsupported_block_type_is_named():
+    with pytest.raises(SupernetError, match="does not support block type 'lite_mla'"):
+        Supernet([nas.get_arch("efficientvit_b0")], 10)
+    sn = Supernet([nas.get_arch("coatnet_0")], 10)
+    assert "lite_mla" in sn.covers(nas.get_arch("efficientvit_b0"))
+    with pytest.raises(SupernetError, match="outside the supernet"):
+        sn.weights(nas.get_arch("coatnet_1"))
+
+
+def test_supported_types_are_registered():
+    from nas import registry
+    for kind, names in SUPPORTED.items():
+        assert set(names) <= set(registry.names(kind)), kind
