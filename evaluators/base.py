@@ -80,6 +80,8 @@ class EvalContext:
         self._data = data  # ``dataset`` already loaded (e.g. handed over by Ray's object store)
         self.supernet_file = supernet  # a `nas supernet train` file, for the supernet proxy
         self._supernet = supernet_state  # (Supernet, training record) already loaded
+        if supernet_state is not None and str(supernet_state[0].device) != self.device:
+            self._supernet = (supernet_state[0].to(self.device), supernet_state[1])
         self._split = None
 
     @property

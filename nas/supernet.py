@@ -185,6 +185,9 @@ class Supernet:
         ``space.envelope(macs_budget)``."""
         return cls(space.envelope(macs_budget), num_classes, seed, space.name, macs_budget)
 
+    def __getstate__(self) -> dict:  # pickled (Ray's object store) without the built modules
+        return {**self.__dict__, "_modules": OrderedDict()}
+
     # ------------------------------------------------------------------ the tensors
     def parameters(self) -> list[torch.Tensor]:
         """The trainable tensors (BatchNorm statistics are not)."""

@@ -59,6 +59,12 @@ class Search(Command):
         add_storage(p)
         p.add_argument("--study", help="study name (default: from space, proxy and budgets)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--supernet", metavar="FILE",
+                       help="--proxy supernet: the `nas supernet train` file that scores candidates (its space and "
+                            "budget must cover the search's)")
+        p.add_argument("--verify", type=int, default=0, metavar="K",
+                       help="--proxy supernet: train the best K of the supernet front stand-alone with the default "
+                            "proxy and report the front of those (both scores are kept)")
         p.add_argument("--presets", type=int, default=None,
                        help="seed a new study with at most this many of the space's published architectures that "
                             "fit the budgets, spread over their MACs (default: a quarter of --trials; 0: none)")
@@ -98,7 +104,9 @@ class Search(Command):
             timeout_s=timeout, candidate_timeout_s=candidate_timeout, proxy=args.proxy, dataset=args.dataset, sampler=args.sampler,
             workers=args.workers, worker_threads=args.worker_threads, gpus_per_worker=args.gpus_per_worker,
             address=args.address, storage=args.storage, study_name=args.study, seed=args.seed, presets=args.presets,
-            train=train)
+            train=train, supernet=args.supernet, verify=args.verify)
+        if args.verify < 0:
+            raise UsageError(f"--verify must be 0 or more, got {args.verify}")
         bar = progress(args.trials, "trial")
 
         def show(p) -> None:
@@ -124,6 +132,16 @@ class Search(Command):
               f"budget, {p.stopped} stopped early, {p.failed} failed, {p.invalid} invalid samples, {p.repeated} "
               "repeats not evaluated again):\n")
         print(format_front(front_frame(study), settings.metric_names[0]))
+        if settings.verify:
+            from studies.results import verified_front
+
+            print(f"\nverifying the best {settings.verify} of the front by stand-alone proxy training "
+                  f"({settings.train.epochs} epochs of {settings.train.train_size} images at "
+                  f"{settings.train.resolution} px)...", file=sys.stderr)
+            search.verify(study, lambda number, acc: print(f"  trial {number}: stand-alone accuracy {acc:.4f}",
+                                                           file=sys.stderr))
+            print("\nFinal front (stand-alone proxy accuracy of the verified members, with their inherited accuracy):\n")
+            print(format_front(verified_front(front_frame(study)), settings.metric_names[0]))
         storage = "" if settings.storage == DEFAULT_STORAGE else f" --storage {settings.storage}"
         print("\nnext:\n" + "\n".join(f"  {n}" for n in (
             f"nas pareto {search.name}{storage} --csv", f"nas dashboard {search.name}{storage} -o {search.name}.html",

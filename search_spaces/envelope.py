@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 from typing import Any, Optional
 
 from nas.builder import analytic_cost
@@ -34,6 +35,7 @@ from search_spaces.base import (DEPTH_LABELS, WIDTH_LABELS, InvalidArchitecture,
                                 _values, flatten)
 
 STRUCTURE = ("layout", "num_stages", "resolution")
+MAX_COMBINATIONS = 64  # a probed stage's numeric values are all combined up to this many combinations
 _MISSING = object()
 
 
@@ -70,11 +72,17 @@ def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[A
                 knobs = {label: _values(dom) for label, (dom, _) in walked[1].items() if own(label) and _numeric(dom)
                          and label not in STRUCTURE and not WIDTH_LABELS.fullmatch(label)
                          and label != f"stages.{i}.depth"}
-                # an embedding's depth is probed at each value (its width is the stage's, fitted per depth)
+                # every combination of the stage's numeric values when there are few (a width snapped to its
+                # grid can make a middle value's tensor the largest); else each at both ends, an embedding's depth
+                # still at every value
                 depths = [label for label in knobs if DEPTH_LABELS.fullmatch(label)]
-                for end, chosen in itertools.product((max, min), itertools.product(*(knobs[k] for k in depths))):
-                    setting = {**extra, **{label: end(values) for label, values in knobs.items()},
-                               **dict(zip(depths, chosen))}
+                if math.prod(len(v) for v in knobs.values()) <= MAX_COMBINATIONS:
+                    settings = [dict(zip(knobs, chosen)) for chosen in itertools.product(*knobs.values())]
+                else:
+                    settings = [{**{label: end(values) for label, values in knobs.items()}, **dict(zip(depths, chosen))}
+                                for end in (max, min) for chosen in itertools.product(*(knobs[k] for k in depths))]
+                for chosen in settings:
+                    setting = {**extra, **chosen}
                     for probe in _stage_probes(space, {**context, **setting}, widest, i, walked[1], limit):
                         probes.setdefault(probe.arch_id, probe)
     if not probes:
@@ -94,11 +102,18 @@ def _stage_probes(space: Space, values: dict[str, Any], widest: dict[str, Any], 
         if width is None:
             break  # deeper does not fit either
         widths[width] = depth
+    before = "stem.width" if i == 0 else f"stages.{i - 1}.width"  # the width the stage starts from
     out = []
     for width, depth in widths.items():
-        walked = _walk(space, {**values, **widest, depth_label: depth, width_label: width})
-        if walked is not None:
-            out.append(walked[0])
+        shape = {**values, **widest, depth_label: depth, width_label: width}
+        options = [shape]
+        if shape.get(before) == width:  # a width change adds tensors (projection shortcuts): probe one too
+            lower = [v for v in _ascending(trace[before][0]) if v < width] if before in trace else []
+            options += [{**shape, before: lower[-1]}] if lower else []
+        for option in options:
+            walked = _walk(space, option)
+            if walked is not None:
+                out.append(walked[0])
     return out
 
 

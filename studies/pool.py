@@ -121,6 +121,8 @@ class RayPool(WorkerPool):
                                       getattr(settings, "worker_threads", None))
             self.shipped = worker_context(context, self.plan.threads, self.plan.device)
             self.data_ref = ray.put(context.data) if needs_data else None  # loaded once, here
+            # a supernet's weights, likewise: read once by the driver, shipped once to every worker
+            self.supernet_ref = ray.put(context.supernet) if context.supernet_file else None
             self.actor_cls = ray.remote(max_restarts=0)(CandidateWorker).options(**self.plan.actor_options)
             self.workers = [self._spawn() for _ in range(self.plan.workers)]
             self.nodes = self._started()
@@ -130,7 +132,7 @@ class RayPool(WorkerPool):
         self.pending: dict[Any, tuple[int, int]] = {}  # object ref -> (key, worker index)
 
     def _spawn(self):
-        return self.actor_cls.remote(self.shipped, self.data_ref)
+        return self.actor_cls.remote(self.shipped, self.data_ref, self.supernet_ref)
 
     def _started(self) -> list[str]:
         """Each worker's node, once all have started; a :class:`SearchError` naming the first

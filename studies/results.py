@@ -47,6 +47,8 @@ def trials_frame(study):
     front = {t.number for t in pareto_trials(study)}
     trials = study.get_trials(deepcopy=False)
     retried = {t.user_attrs["retry_of"] for t in trials if "retry_of" in t.user_attrs}
+    # stand-alone accuracies of a supernet search's front (`nas search --verify`), by trial number
+    verified = {int(k.split(":")[1]): v["value"] for k, v in study.user_attrs.items() if k.startswith("verified:")}
     rows = []
     for t in trials:
         r = TrialRecord.from_trial(t)
@@ -57,7 +59,7 @@ def trials_frame(study):
                                "on_front": t.number in front, "arch_id": r.arch_id, "layout": r.layout,
                                "widths": r.widths, "depths": r.depths, "params": r.params, "macs": r.macs,
                                "latency_ms": None if lat is None else lat.value, "preset": r.provenance.preset,
-                               "reason": r.reason,
+                               "reason": r.reason, "verified_accuracy": verified.get(t.number),
                                "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
                                if t.datetime_complete and t.datetime_start else None}
         for name, value in zip(names, t.values or []):
@@ -73,8 +75,19 @@ def front_frame(study):
         return frame
     metric = metric_names(study)[0]
     front = frame[frame["on_front"]].sort_values(metric, ascending=False)
-    return front[[c for c in ("trial", "arch_id", "layout", "widths", "depths", metric, "macs", "params",
+    verified = ("verified_accuracy",) if front["verified_accuracy"].notna().any() else ()
+    return front[[c for c in ("trial", "arch_id", "layout", "widths", "depths", metric, *verified, "macs", "params",
                               "latency_ms", "preset") if c in front.columns]].reset_index(drop=True)
+
+
+def verified_front(frame):
+    """The final front of a supernet search: the members whose stand-alone accuracy was measured
+    (``nas search --verify K``), non-dominated in (that accuracy, MACs)."""
+    done = frame[frame["verified_accuracy"].notna()] if "verified_accuracy" in frame else frame.iloc[:0]
+    keep = [i for i, r in done.iterrows() if not any(
+        o.verified_accuracy >= r.verified_accuracy and o.macs <= r.macs
+        and (o.verified_accuracy > r.verified_accuracy or o.macs < r.macs) for o in done.itertuples())]
+    return done.loc[keep].sort_values("verified_accuracy", ascending=False).reset_index(drop=True)
 
 
 def studies_frame(storage_url: str):
@@ -103,6 +116,8 @@ def format_front(frame, metric: str) -> str:
     shown["widths"] = shown["widths"].map(lambda w: "/".join(map(str, w)) if isinstance(w, list) else w)
     shown["depths"] = shown["depths"].map(lambda w: "/".join(map(str, w)) if isinstance(w, list) else w)
     shown[metric] = shown[metric].map(lambda v: f"{v:.4f}" if abs(v) < 1e4 else f"{v:.4g}")
+    if "verified_accuracy" in shown:
+        shown["verified_accuracy"] = shown["verified_accuracy"].map(lambda v: "-" if v != v or v is None else f"{v:.4f}")
     if "latency_ms" in shown and shown["latency_ms"].notna().any():
         shown["latency_ms"] = shown["latency_ms"].map(lambda v: "-" if v != v or v is None else f"{v:.2f}")
     else:

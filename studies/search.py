@@ -78,6 +78,8 @@ class SearchSettings:
     max_failures: int = 20  # failed candidates in a row that end the search
     max_invalid: int = 2000  # invalid samples in a row that end the search (a safety net)
     max_repeats: int = 500  # samples in a row of architectures already evaluated or running
+    supernet: Optional[str] = None  # a `nas supernet train` file, for --proxy supernet
+    verify: int = 0  # --proxy supernet: re-evaluate the best this many of the front by stand-alone proxy training
 
     @property
     def objectives(self) -> tuple[Objective, ...]:
@@ -275,6 +277,7 @@ class Search:
         self.evaluator = get_evaluator(settings.proxy)
         self.objectives = settings.objectives
         self._check_budgets()
+        self.supernet = self._check_supernet()
         self.name = settings.study_name or settings.default_study_name()
         self.on_progress = on_progress or (lambda p: None)
         self.on_pool = on_pool or (lambda description: None)  # told where the workers run, once they are up
@@ -304,6 +307,30 @@ class Search:
                 raise SearchError(f"the {what} budget {shown[0]} is below what space {self.s.space!r} can reach: its "
                                   f"smallest architecture has {shown[1]}")
 
+    def _check_supernet(self) -> Optional[tuple]:
+        """The supernet (and its training record) of a ``--proxy supernet`` search, checked against
+        the search's space and budget; None for other proxies."""
+        if self.s.proxy != "supernet":
+            if self.s.supernet is not None or self.s.verify:
+                raise SearchError("--supernet and --verify are for --proxy supernet")
+            return None
+        from evaluators.supernet import load_supernet
+        from studies.budgets import format_macs
+
+        if self.s.supernet is None:
+            raise SearchError("--proxy supernet needs --supernet FILE (written by `nas supernet train`)")
+        supernet, record = load_supernet(self.s.supernet)
+        if supernet.space != self.s.space:
+            raise SearchError(f"the supernet in {self.s.supernet} was trained over space {supernet.space!r}, "
+                              f"not {self.s.space!r}")
+        if supernet.macs_budget is not None and (self.s.macs_budget is None or self.s.macs_budget > supernet.macs_budget):
+            raise SearchError(f"the supernet in {self.s.supernet} holds points within {format_macs(supernet.macs_budget)}; "
+                              f"search with --budget {format_macs(supernet.macs_budget)} or less")
+        trained = record["settings"]
+        if trained["dataset"] != self.s.dataset:
+            raise SearchError(f"the supernet was trained on {trained['dataset']}, not {self.s.dataset}")
+        return supernet, record
+
     # ------------------------------------------------------------------ study
     def open(self):
         """Open (or create) the study and check it may be resumed; ``run`` calls it if needed."""
@@ -318,7 +345,12 @@ class Search:
         exists = self.resumed = self.name in study_names(storage)
         study = optuna.create_study(study_name=self.name, storage=storage, load_if_exists=True,
                                     directions=[o.direction for o in self.objectives])
-        identity = json.loads(json.dumps(self.s.identity()))
+        identity = self.s.identity()
+        if self.supernet is not None:  # the scores depend on the supernet's training
+            record = self.supernet[1]
+            identity = {**identity, "train": None, "supernet": {"settings": record["settings"],
+                                                                "epochs_done": record["epochs_done"]}}
+        identity = json.loads(json.dumps(identity))
         dims = space_dimensions(self.space)
         if exists:
             stored = study.user_attrs.get("settings")
@@ -484,7 +516,35 @@ class Search:
         return study
 
     def context(self) -> EvalContext:
+        if self.supernet is not None:  # scored on the supernet's own data split and resolution
+            from studies.supernet import SupernetSettings
+
+            trained = SupernetSettings.from_dict(self.supernet[1]["settings"])
+            return EvalContext(self.s.dataset, trained.proxy, self.s.threads_per_worker, supernet=self.s.supernet,
+                               supernet_state=self.supernet)
         return EvalContext(self.s.dataset, self.s.train, self.s.threads_per_worker)
+
+    def verify(self, study, on_each: Optional[Callable[[int, float], None]] = None) -> list[int]:
+        """Train the best ``verify`` members of the supernet front stand-alone (the default proxy,
+        in this process) and record their accuracy beside the inherited one (study attribute
+        ``verified:N`` for trial N: a finished trial takes no more attributes); members verified
+        before are not trained again. Returns the trial numbers verified."""
+        from nas.config import ArchConfig
+        from studies.results import pareto_trials
+
+        front = sorted(pareto_trials(study), key=lambda t: -t.values[0])[:self.s.verify]
+        train = get_evaluator("train")
+        context = EvalContext(self.s.dataset, self.s.train, os.cpu_count() or 1)
+        done = []
+        for t in front:
+            key = f"verified:{t.number}"
+            if key not in study.user_attrs:
+                m = train.evaluate(ArchConfig.from_json(t.user_attrs["arch"]), context)
+                study.set_user_attr(key, m.to_dict())
+                if on_each is not None:
+                    on_each(t.number, m.value)
+            done.append(t.number)
+        return done
 
     def _deadline(self) -> float:
         return time.monotonic() + self.s.timeout_s if self.s.timeout_s else math.inf

@@ -42,7 +42,7 @@ class SupernetSettings:
     resolution: int = 32
     batch_size: int = 128
     train_size: Optional[int] = 10000
-    val_size: Optional[int] = 2000
+    val_size: Optional[int] = 1000  # the search's: its first images are the search proxy's validation images
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1

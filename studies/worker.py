@@ -24,12 +24,12 @@ if TYPE_CHECKING:
 
 
 def worker_context(context: EvalContext, threads: Optional[int] = None, device: Optional[str] = None,
-                   data: Optional["Dataset"] = None) -> EvalContext:
-    """A new context like ``context``, with a worker's threads and device, holding ``data`` when
-    given (else it loads its data set on first use). ``context``'s own loaded data is not carried
-    over, so the result pickles small."""
+                   data: Optional["Dataset"] = None, supernet: Optional[tuple] = None) -> EvalContext:
+    """A new context like ``context``, with a worker's threads and device, holding ``data`` and
+    ``supernet`` (a loaded supernet and its record) when given (else it loads them on first use).
+    ``context``'s own loaded data and supernet are not carried over, so the result pickles small."""
     return EvalContext(context.dataset, context.train, threads or context.threads, device or context.device,
-                       context.latency_seconds, data)
+                       context.latency_seconds, data, context.supernet_file, supernet)
 
 
 def _ray_node() -> Optional[str]:
@@ -50,8 +50,9 @@ def _device_name(device: str) -> str:
 
 
 class CandidateWorker:
-    def __init__(self, context: EvalContext, data: Optional["Dataset"] = None):
-        self.context = context if data is None else worker_context(context, data=data)
+    def __init__(self, context: EvalContext, data: Optional["Dataset"] = None, supernet: Optional[tuple] = None):
+        self.context = context if data is None and supernet is None else worker_context(context, data=data,
+                                                                                        supernet=supernet)
         self.running: dict[int, Iterator[Measurement]] = {}  # trial key -> its stepwise evaluation
         self.node = _ray_node()
 

@@ -259,3 +259,23 @@ def test_two_drivers_on_one_postgresql_study(cluster, tmp_path):
     assert sum(bool(t.user_attrs.get("feasible")) for t in study.trials) >= 2
     assert not [t for t in study.trials if t.state.name == "RUNNING"]
     assert set(_details(study, "node")) <= set(cluster.nodes)
+
+
+@pytest.mark.xdist_group("two_node_cluster")  # one cluster per test process: keep them in one
+def test_supernet_search_ships_the_weights_to_both_nodes(cluster, tmp_path):
+    """The driver reads the supernet file once; workers on both nodes get its weights through Ray's
+    object store and score with them."""
+    supernet = tmp_path / "sn.pt"
+    r = subprocess.run([sys.executable, "-m", "nas_cli", "supernet", "train", "--space", "coatnet_ctt", "--budget",
+                        "60mflop", "--epochs", "1", "--batch-size", "64", "--train-size", "256", "--val-size", "128",
+                        "-o", str(supernet)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = subprocess.run([sys.executable, "-m", "nas_cli", "search", "--space", "coatnet_ctt", "--budget", "60mflop",
+                        "--proxy", "supernet", "--supernet", str(supernet), "--trials", "6", "--address",
+                        cluster.address, "--workers", "2", "--storage", f"sqlite:///{tmp_path}/x.db"],
+                       capture_output=True, text=True, env=cluster.env, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path}/x.db")
+    scored = [t for t in study.trials if t.user_attrs.get("feasible")]
+    assert len(scored) == 6 and all(0 <= t.values[0] <= 1 for t in scored)
+    assert set(_details(study, "node")) == set(cluster.nodes)

@@ -171,3 +171,87 @@ def test_supported_types_are_registered():
     from nas import registry
     for kind, names in SUPPORTED.items():
         assert set(names) <= set(registry.names(kind)), kind
+
+
+# ---------------------------------------------------------------------------- training and scoring
+TINY = dict(space="coatnet_ctt", macs_budget=60e6, epochs=2, batch_size=64, train_size=256, val_size=128)
+
+
+class _Killed(Exception):
+    pass
+
+
+def test_training_resumes_after_a_kill_to_identical_weights(tmp_path):
+    from studies.supernet import SupernetSettings, SupernetTraining
+
+    settings = SupernetSettings(**TINY)
+    whole = SupernetTraining(settings, tmp_path / "whole.pt")
+    whole.run()
+    assert [row["epoch"] for row in whole.history] == [1, 2]
+
+    steps = []
+
+    def kill_in_epoch_two() -> None:
+        steps.append(1)
+        if len(steps) == whole.steps_per_epoch + 2:
+            raise _Killed  # after epoch 1 was saved, in the middle of epoch 2
+
+    first = SupernetTraining(settings, tmp_path / "killed.pt", on_step=kill_in_epoch_two)
+    with pytest.raises(_Killed):
+        first.run()
+    resumed = SupernetTraining(settings, tmp_path / "killed.pt")
+    assert resumed.epochs_done == 1
+    resumed.run()
+    assert set(resumed.supernet.tensors) == set(whole.supernet.tensors)
+    assert all(torch.equal(resumed.supernet.tensors[k], t) for k, t in whole.supernet.tensors.items())
+    assert resumed.history == [{**r, "seconds": resumed.history[i]["seconds"]} for i, r in enumerate(whole.history)]
+    # the file loads without unpickling code
+    state = torch.load(tmp_path / "whole.pt", weights_only=True)
+    assert state["training"]["epochs_done"] == 2
+
+
+def test_cli_trains_scores_and_refuses_bad_input(tmp_path, capsys):
+    from nas_cli.main import main
+
+    out = tmp_path / "sn.pt"
+    args = ["supernet", "train", "--space", "coatnet_ctt", "--budget", "60mflop", "--epochs", "1", "--batch-size", "64",
+            "--train-size", "256", "--val-size", "128", "-o", str(out)]
+    assert main(args) == 0
+    assert "epoch 1/1: inherited accuracy largest" in capsys.readouterr().out
+    assert main(args) == 0  # done already: nothing to train
+    assert "1 epochs in" in capsys.readouterr().out
+    point = get_space("coatnet_ctt").smallest()
+    config = tmp_path / "point.json"
+    nas.save_config(point, config)
+    assert main(["score", str(config), "--proxy", "supernet", "--supernet", str(out), "--json"]) == 0
+    import json
+    scored = json.loads(capsys.readouterr().out)
+    assert 0 <= scored["score"] <= 1 and scored["details"]["validation"].startswith("train split, 128 held-out")
+    storage = f"sqlite:///{tmp_path}/s.db"
+    search = ["search", "--space", "coatnet_ctt", "--budget", "60mflop", "--proxy", "supernet", "--supernet", str(out),
+              "--trials", "4", "--workers", "0", "--storage", storage, "--verify", "1", "--epochs", "1",
+              "--train-size", "256", "--val-size", "128"]
+    assert main(search) == 0
+    printed = capsys.readouterr().out
+    assert "Final front (stand-alone proxy accuracy" in printed and "verified_accuracy" in printed
+    study = optuna.load_study(study_name="coatnet_ctt-supernet-60M", storage=storage)
+    scored = [t for t in study.trials if t.user_attrs.get("feasible")]
+    assert len(scored) == 4 and all(0 <= t.values[0] <= 1 for t in scored)
+    verified = [k for k in study.user_attrs if k.startswith("verified:")]
+    assert len(verified) == 1 and 0 <= study.user_attrs[verified[0]]["value"] <= 1
+    for bad, message in (
+            (search[:2] + ["coatnet"] + search[3:], "trained over space 'coatnet_ctt', not 'coatnet'"),
+            (search[:4] + ["1gflop"] + search[5:], "holds points within 60"),
+            (search[:5] + ["--proxy", "train"] + search[7:], "--supernet and --verify are for --proxy supernet"),
+            (["score", "coatnet_0", "--proxy", "supernet", "--supernet", str(out)], "over the supernet's budget"),
+            (["score", "coatnet_0", "--proxy", "supernet", "--supernet", str(config)], "is not a supernet file"),
+            (["score", "coatnet_0", "--proxy", "supernet", "--supernet", str(tmp_path / "no.pt")], "no supernet file"),
+            (["score", "coatnet_0", "--proxy", "supernet"], "needs --supernet FILE"),
+            (args[:-1] + [str(out), "--lr", "0.01"], "trained with other settings (lr)"),
+            (["supernet", "train", "--space", "efficientvit", "-o", str(tmp_path / "e.pt")],
+             "does not support block type 'lite_mla'"),
+            (["supernet", "train", "--space", "coatnet_ctt", "--budget", "1mflop", "-o", str(tmp_path / "e.pt")],
+             "below what space 'coatnet_ctt' can reach")):
+        assert main(bad) == 2, bad
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err

@@ -48,8 +48,10 @@ class Attention(nn.Module):
         return self.proj(x.transpose(1, 2).reshape(b, n, c))
 
     def slice_layout(self) -> dict:
-        heads = Dim((3, self.heads, -1))  # q, k, v; each heads x head_dim
-        return {"qkv.weight": (heads, None), "qkv.bias": (heads,), "proj.weight": (None, Dim((self.heads, -1)))}
+        # q, k, v sliced apart; within each, the first channels, which a point splits into its own heads (the head
+        # count is searched with the width here, so a (heads x head size) layout would hold heads x widths)
+        chunks = Dim((3, -1))
+        return {"qkv.weight": (chunks, None), "qkv.bias": (chunks,)}
 
 
 class ViTBlock(nn.Module):

@@ -38,11 +38,13 @@ def _hover(frame: pd.DataFrame, x: str, metric: str) -> tuple[np.ndarray, str]:
         frame["status"].astype(str), frame["macs"].map(lambda v: number_text(v, 1e6, "M")),
         frame["params"].map(lambda v: number_text(v, 1e6, "M")), frame["latency_ms"].map(lambda v: number_text(v, 1, " ms")),
         frame["preset"].fillna("").astype(str), frame["reason"].fillna("").astype(str),
-    ], axis=-1) if len(frame) else np.empty((0, 11))
+        frame.get("verified_accuracy", pd.Series(math.nan, index=frame.index)).map(
+            lambda v: "" if v is None or v != v else f"<br>stand-alone proxy accuracy {v:.4g} (verified)"),
+    ], axis=-1) if len(frame) else np.empty((0, 12))
     template = ("trial %{customdata[0]} (%{customdata[5]}) %{customdata[9]}<br>layout %{customdata[1]}<br>"
                 "widths %{customdata[2]}<br>depths %{customdata[3]}<br>arch id %{customdata[4]}<br>"
                 f"{metric} %{{y:.4g}}<br>MACs %{{customdata[6]}}, params %{{customdata[7]}}, "
-                "latency %{customdata[8]}<br>%{customdata[10]}<extra></extra>")
+                "latency %{customdata[8]}%{customdata[11]}<br>%{customdata[10]}<extra></extra>")
     return custom, template
 
 
