@@ -266,16 +266,43 @@ class Supernet:
 
     def weights(self, arch: ArchConfig) -> dict[str, torch.Tensor]:
         """``arch``'s state_dict as slices of the supernet's tensors (gradients flow back to them)."""
-        out = {}
-        for s in self._plan(arch)[1]:
-            reason = self._misfit(s)
-            if reason:
-                raise SupernetError(f"architecture {arch.arch_id} is outside the supernet: {reason}")
-            full = self.tensors[s.shared]
-            view = full[tuple(_window(f, n, c) for f, n, c in zip(full.shape, s.factors, s.centred))]
-            out[s.key] = view if view.dim() == len(s.shape) else view.reshape(s.shape)
-        return out
+        return {s.key: self._sliced(s, arch)[0] for s in self._plan(arch)[1]}
 
+    def _sliced(self, s: _Slot, arch: ArchConfig) -> tuple[torch.Tensor, tuple[slice, ...]]:
+        reason = self._misfit(s)
+        if reason:
+            raise SupernetError(f"architecture {arch.arch_id} is outside the supernet: {reason}")
+        full = self.tensors[s.shared]
+        window = tuple(_window(f, n, c) for f, n, c in zip(full.shape, s.factors, s.centred))
+        view = full[window]
+        return (view if view.dim() == len(s.shape) else view.reshape(s.shape)), window
+
+    def backward(self, arch: ArchConfig, x: torch.Tensor, loss_fn) -> torch.Tensor:
+        """One point's share of a training step: ``loss_fn(output)`` on ``arch``'s output for ``x``,
+        back-propagated, its gradients added into the supernet tensors' ``.grad`` (returns the output,
+        detached). Equal to ``loss_fn(forward(arch, x)).backward()``, but the gradients are taken on
+        copies of the point's slices and added into place, instead of back-propagating through the
+        slicing, which allocates a zero gradient as large as each whole tensor for every point."""
+        slots = self._plan(arch)[1]
+        weights, places = {}, {}
+        for s in slots:
+            sliced, window = self._sliced(s, arch)
+            if self.tensors[s.shared].requires_grad:
+                sliced = sliced.detach().clone().requires_grad_(True)
+                places[s.key] = (s, window)
+            weights[s.key] = sliced  # statistics stay views: BatchNorm's updates reach the supernet
+        out = torch.func.functional_call(self.module(arch), weights, (x,))
+        loss_fn(out).backward()
+        with torch.no_grad():
+            for key, (s, window) in places.items():
+                grad = weights[key].grad
+                if grad is None:
+                    continue
+                full = self.tensors[s.shared]
+                if full.grad is None:
+                    full.grad = torch.zeros_like(full)
+                full.grad[window] += grad.reshape(s.factors)
+        return out.detach()
     def module(self, arch: ArchConfig) -> nn.Module:
         """The (cached) module ``build_model(arch)`` that :meth:`forward` runs on the sliced weights."""
         return self._plan(arch)[0]

@@ -1,0 +1,135 @@
+"""How well does a trained supernet rank architectures, and how much cheaper is it?
+
+    python benchmarks/supernet_ranking.py [--space coatnet_ctt] [--budget 1gflop] [--points 30]
+    python benchmarks/supernet_ranking.py --shard 0/2 & python benchmarks/supernet_ranking.py --shard 1/2
+
+1. Trains (or resumes) the supernet of ``--space`` within ``--budget`` with `nas supernet train`'s
+   defaults (``--supernet-epochs`` to change them), one thread; its wall time is printed beside ten
+   stand-alone proxy trainings of the largest point (the issue's yardstick).
+2. Draws ``--points`` points within the budget, stratified across layouts (each layout in turn),
+   as a search draws them (sampled, fitted to the budget).
+3. Per point, one thread: the inherited accuracy (BatchNorm re-estimated, `nas score --proxy
+   supernet`) and stand-alone short training with the search's default proxy (2 epochs of 5,000
+   Fashion-MNIST images at 32 px, validated on the same 1,000 held-out images) with seeds 0 and 1.
+4. Kendall tau between inherited accuracy and the mean of the two stand-alone runs, beside the tau
+   of the two stand-alone runs with each other (the ceiling), and candidates per CPU-hour.
+
+Rows are appended per point to ``--out`` (JSON lines), so an interrupted run resumes; shards run
+side by side (both must see the trained supernet: run one first, or let shard 0 train it).
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import random
+import statistics
+import sys
+import time
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import nas
+from evaluators.base import EvalContext, get_evaluator
+from evaluators.train import TrainConfig, train_proxy
+from search_spaces import get_space
+from studies.budgets import parse_macs
+from studies.search import SearchSettings
+from studies.supernet import SupernetSettings, SupernetTraining, draw_point
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proxy_validity import kendall_tau  # noqa: E402  (a sibling script, not a package)
+
+
+def stratified_points(space, supernet, count: int, seed: int) -> list[nas.ArchConfig]:
+    """``count`` distinct points within the supernet's budget, the layouts taken in turn."""
+    rng = random.Random(f"{seed}:ranking")
+    by_layout: dict[str, list] = defaultdict(list)
+    seen = set()
+    for _ in range(count * 20):
+        arch = draw_point(space, supernet, rng)
+        if arch.arch_id not in seen:
+            seen.add(arch.arch_id)
+            by_layout[arch.layout].append(arch)
+    order = [a for group in itertools.zip_longest(*by_layout.values()) for a in group if a is not None]
+    return order[:count]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--space", default="coatnet_ctt")
+    ap.add_argument("--budget", default="1gflop")
+    ap.add_argument("--points", type=int, default=30)
+    ap.add_argument("--supernet-epochs", type=int, default=SupernetSettings(space="").epochs)
+    ap.add_argument("--train-size", type=int, default=SearchSettings(space="").train.train_size,
+                    help="images of each stand-alone run (the search's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--shard", default="0/1")
+    ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/supernet_ranking_SPACE.jsonl")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    shard, shards = (int(v) for v in args.shard.split("/"))
+    out = args.out or Path(f"benchmarks/results/supernet_ranking_{args.space}.jsonl")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    budget = float(parse_macs(args.budget))
+    proxy: TrainConfig = replace(SearchSettings(space="").train, train_size=args.train_size, threads=1,
+                                 precision="fp32")
+    settings = SupernetSettings(space=args.space, macs_budget=budget, epochs=args.supernet_epochs,
+                                val_size=proxy.val_size, seed=args.seed)
+    file = out.with_suffix(".pt")
+    run = SupernetTraining(settings, file)
+    if run.epochs_done < settings.epochs:
+        if shard:
+            sys.exit(f"shard {shard} waits for the supernet: run shard 0 first (it trains {file})")
+        run.run(lambda row: print(f"supernet epoch {row['epoch']}: largest {row['largest']:.3f}, smallest "
+                                  f"{row['smallest']:.3f} ({row['seconds']:.0f} s)", flush=True))
+    space = get_space(args.space)
+    points = stratified_points(space, run.supernet, args.points, args.seed)
+    context = EvalContext("fashion-mnist", replace(proxy, train_size=settings.train_size), threads=1,
+                          supernet=str(file), supernet_state=(run.supernet, {"epochs_done": run.epochs_done}))
+    inherit = get_evaluator("supernet")
+    done = {r["arch_id"]: r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
+    for k, arch in enumerate(points):
+        if k % shards != shard or arch.arch_id in done:
+            continue
+        m = inherit.evaluate(arch, context)
+        row = {"arch_id": arch.arch_id, "layout": arch.layout, "macs_m": nas.analytic_cost(arch).macs / 1e6,
+               "inherited": m.value, "inherited_s": m.seconds}
+        for seed in (0, 1):
+            r = train_proxy(arch, context.data, replace(proxy, seed=seed))
+            row.update({f"alone{seed}": r.accuracy, f"alone{seed}_s": r.seconds})
+        with out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"[{k + 1}/{len(points)}] {arch.arch_id} {arch.layout:<10} {row['macs_m']:5.0f}M inherited "
+              f"{row['inherited']:.3f} ({row['inherited_s']:.1f} s)  alone {row['alone0']:.3f}/{row['alone1']:.3f} "
+              f"({row['alone0_s']:.0f} s)", flush=True)
+        done[arch.arch_id] = row
+    rows = [done[a.arch_id] for a in points if a.arch_id in done]
+    if len(rows) < len(points):
+        print(f"{len(rows)} of {len(points)} points measured so far")
+        if len(rows) < 3:
+            return
+    alone = [(r["alone0"] + r["alone1"]) / 2 for r in rows]
+    inherited_s = statistics.median(r["inherited_s"] for r in rows)
+    alone_s = statistics.median(r["alone0_s"] for r in rows)
+    largest = train_proxy(run.largest, context.data, proxy).seconds if len(rows) == len(points) else float("nan")
+    print(f"\n{len(rows)} points of {args.space} within {budget / 1e6:.0f} MMACs "
+          f"({len(set(r['layout'] for r in rows))} layouts, {min(r['macs_m'] for r in rows):.0f}-"
+          f"{max(r['macs_m'] for r in rows):.0f} MMACs); one thread each\n")
+    print("| ranking | Kendall tau |\n|---|---|")
+    print(f"| supernet (inherited weights) vs stand-alone (mean of 2 seeds) | "
+          f"{kendall_tau([r['inherited'] for r in rows], alone):+.2f} |")
+    print(f"| stand-alone seed 0 vs seed 1 (the ceiling) | "
+          f"{kendall_tau([r['alone0'] for r in rows], [r['alone1'] for r in rows]):+.2f} |")
+    print(f"\nseconds per candidate (median): supernet {inherited_s:.2f}, stand-alone {alone_s:.1f} -> "
+          f"{alone_s / inherited_s:.0f}x the candidates per CPU-hour ({3600 / inherited_s:.0f} vs "
+          f"{3600 / alone_s:.0f})")
+    print(f"supernet training: {run.seconds:.0f} s ({settings.epochs} epochs of {settings.train_size} images); "
+          f"ten stand-alone trainings of its largest point ({run.largest.arch_id}): {10 * largest:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
