@@ -37,8 +37,9 @@ from nas.layers import Dim
 FORMAT = "nas-supernet/1"
 CACHED_MODULES = 8  # modules kept built for forward passes (the sandwich's largest and smallest stay)
 # the component types whose tensors are sliced by their meaning (declared and contract-tested)
-SUPPORTED = {"stem": ("conv_stack", "patch"), "embed": ("mbconv", "conv"),
-             "block": ("mbconv", "rel_attention", "pool_mixer", "smlp", "vit"), "head": ("norm_mlp", "pool")}
+SUPPORTED = {"stem": ("conv_stack", "patch", "lightvit"), "embed": ("mbconv", "conv", "residual_merge"),
+             "block": ("mbconv", "rel_attention", "pool_mixer", "smlp", "vit", "mobilevit", "lite_mla", "lightvit"),
+             "head": ("norm_mlp", "pool", "conv_pool", "efficientvit", "lightvit")}
 
 
 class SupernetError(ConfigError):

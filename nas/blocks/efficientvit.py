@@ -16,7 +16,7 @@ from torch import nn
 from nas.blocks.mbconv import MBConv, MBConvParams, mbconv_cost
 from nas.config import Params
 from nas.domains import Choice, IntRange, Seq, param
-from nas.layers import DropPath, XStack, bn_cost, conv_cost, conv_norm_act_cost, hw, linear_cost, ln_cost, make_act
+from nas.layers import Dim, DropPath, XStack, bn_cost, conv_cost, conv_norm_act_cost, hw, linear_cost, ln_cost, make_act
 from nas.registry import Cost, Geometry, register
 
 ACTS = ("hswish", "gelu", "relu", "silu")
@@ -49,7 +49,7 @@ class LiteMLA(nn.Module):
     def __init__(self, dim: int, p: LiteMLAParams):
         super().__init__()
         self.head_dim = p.head_dim
-        heads = dim // p.head_dim
+        heads = self.heads = dim // p.head_dim
         qkv_dim = 3 * heads * p.head_dim
         self.qkv = nn.Conv2d(dim, qkv_dim, 1, bias=False)
         # each branch mixes q, k and v of one head only (groups = 3 * heads)
@@ -58,6 +58,16 @@ class LiteMLA(nn.Module):
             nn.Conv2d(qkv_dim, qkv_dim, 1, groups=3 * heads, bias=False)) for k in p.scales)
         self.proj = nn.Sequential(nn.Conv2d(heads * p.head_dim * (1 + len(p.scales)), dim, 1, bias=False),
                                   nn.BatchNorm2d(dim))
+
+    def slice_layout(self) -> dict:
+        # channels are heads x [q | k | v] x head size; the projection reads [qkv; each scale's] x heads x head size
+        per_head = Dim((self.heads, 3, -1))
+        layout = {"qkv.weight": (per_head, None, None, None),
+                  "proj.0.weight": (None, Dim((1 + len(self.aggreg), self.heads, -1)), None, None)}
+        for j in range(len(self.aggreg)):
+            layout[f"aggreg.{j}.0.weight"] = (per_head, None, None, None)
+            layout[f"aggreg.{j}.1.weight"] = (per_head, None, None, None)
+        return layout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qkv = self.qkv(x)

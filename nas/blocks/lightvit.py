@@ -21,7 +21,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, DropPath, LayerNorm2d, RelativePositionBias, attention_cost, conv_cost,
+from nas.layers import (ConvNormAct, Dim, DropPath, LayerNorm2d, RelativePositionBias, attention_cost, conv_cost,
                         conv_norm_act_cost, hw, linear_cost, ln_cost, padded, relative_position_bias_params, to_map,
                         to_tokens, window_partition, window_reverse)
 from nas.registry import Cost, Geometry, out_size, register
@@ -76,6 +76,10 @@ class ResidualMerge(nn.Module):
         self.norm = nn.LayerNorm(4 * cin)
         self.reduction = nn.Linear(4 * cin, cout, bias=False)
         self.shortcut = nn.Linear(cin, cout, bias=False)
+
+    def slice_layout(self) -> dict:
+        four = Dim((4, -1))  # the four neighbours of a 2x2 patch, each the input width
+        return {"norm.weight": (four,), "norm.bias": (four,), "reduction.weight": (None, four)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -144,6 +148,11 @@ class LightViTAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.pos_bias = RelativePositionBias((p.window_size, p.window_size), self.heads)
 
+    def slice_layout(self) -> dict:
+        qkv, kv = Dim((3, self.heads, -1)), Dim((2, self.heads, -1))  # q, k, v (k, v) x heads x head size
+        return {"qkv.weight": (qkv, None), "qkv.bias": (qkv,), "kv_global.weight": (kv, None),
+                "kv_global.bias": (kv,), "proj.weight": (None, Dim((self.heads, -1)))}
+
     def forward(self, x: torch.Tensor, num_tokens: int, size: tuple[int, int]) -> torch.Tensor:
         b, _, c = x.shape
         (h, w), ws, heads = size, self.window, self.heads
@@ -182,6 +191,9 @@ class BiAttnMlp(nn.Module):
         self.local_reduce = nn.Linear(dim, reduced)
         self.channel_select = nn.Linear(reduced, dim)
         self.spatial_select = nn.Linear(2 * reduced, 1)
+
+    def slice_layout(self) -> dict:
+        return {"spatial_select.weight": (None, Dim((2, -1)))}  # its input is [local; pooled]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.fc2(self.act(self.fc1(x)))

@@ -15,7 +15,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, DropPath, Mlp, XStack, attention_cost, conv_cost, conv_norm_act_cost, hw,
+from nas.layers import (ConvNormAct, Dim, DropPath, Mlp, XStack, attention_cost, conv_cost, conv_norm_act_cost, hw,
                         linear_cost, ln_cost, mlp_cost, padded)
 from nas.registry import Cost, Geometry, register
 
@@ -54,6 +54,10 @@ class SelfAttention(nn.Module):
         x = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, c)
         return self.drop(self.proj(x))
 
+    def slice_layout(self) -> dict:
+        heads = Dim((3, self.heads, -1))  # q, k, v; each heads x head size (MobileViT keeps 4 heads)
+        return {"qkv.weight": (heads, None), "qkv.bias": (heads,), "proj.weight": (None, Dim((self.heads, -1)))}
+
 
 class TransformerLayer(nn.Module):
     """Pre-norm: x + Attn(LN(x)); x + FFN(LN(x))."""
@@ -81,9 +85,13 @@ class MobileViTBlock(nn.Module):
         self.patch = p.patch_size
         self.local = nn.Sequential(ConvNormAct(channels, channels, p.kernel_size, act=p.act),
                                    nn.Conv2d(channels, p.dim, 1, bias=False))
-        self.transformer = nn.Sequential(*[TransformerLayer(p.dim, p) for _ in range(depth)], nn.LayerNorm(p.dim))
+        self.transformer = nn.Sequential(*[TransformerLayer(p.dim, p) for _ in range(depth)])
+        self.norm = nn.LayerNorm(p.dim)  # apart from the layers: its key does not change with the depth
         self.proj = ConvNormAct(p.dim, channels, 1, act=p.act)
         self.fusion = ConvNormAct(2 * channels, channels, p.kernel_size, act=p.act)
+
+    def slice_layout(self) -> dict:
+        return {"fusion.0.weight": (None, Dim((2, -1)), None, None)}  # its input is [the block input; projected]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -96,7 +104,7 @@ class MobileViTBlock(nn.Module):
         nh, nw = hp // ps, wp // ps
         # unfold: one sequence of nh*nw patches per pixel offset inside the patch
         x = x.reshape(b, d, nh, ps, nw, ps).permute(0, 3, 5, 2, 4, 1).reshape(b * ps * ps, nh * nw, d)
-        x = self.transformer(x)
+        x = self.norm(self.transformer(x))
         x = x.reshape(b, ps, ps, nh, nw, d).permute(0, 5, 3, 1, 4, 2).reshape(b, d, hp, wp)
         if (hp, wp) != (h, w):
             x = F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
