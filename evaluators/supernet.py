@@ -72,18 +72,25 @@ def inherited_accuracy(supernet: Supernet, arch: ArchConfig, split: PreparedSpli
     return evaluate(model, split.val_x, split.val_y, batch_size, str(supernet.device))
 
 
-def load_supernet(path: str | Path) -> tuple[Supernet, dict[str, Any]]:
-    """The supernet of a ``nas supernet train`` file and its training record (settings, epochs
-    done, accuracies); a missing or foreign file is a :class:`nas.SupernetError`."""
+def read_supernet_file(path: str | Path, device: str = "cpu") -> dict[str, Any]:
+    """The whole content of a ``nas supernet train`` file (supernet, training record, optimizer
+    state); a missing or foreign file is a :class:`nas.SupernetError`."""
     path = Path(path)
     if not path.is_file():
         raise SupernetError(f"no supernet file at {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception:  # noqa: BLE001 - any unreadable file is the user's to fix
         raise SupernetError(f"{path} is not a supernet file written by `nas supernet train` (unreadable as one)") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise SupernetError(f"{path} is not a supernet file written by `nas supernet train`")
+    return state
+
+
+def load_supernet(path: str | Path) -> tuple[Supernet, dict[str, Any]]:
+    """The supernet of a ``nas supernet train`` file and its training record (settings, epochs
+    done, accuracies)."""
+    state = read_supernet_file(path)
     return Supernet.from_state_dict(state["supernet"]), dict(state["training"])
 
 
