@@ -11,15 +11,18 @@ supernet is the per-factor maximum over a set of *probes*, each an architecture 
   any point can give it: the others can only cost more);
 - every other width at the most the budget allows it alone, other stages one block deep (their
   deeper blocks come from their own probes);
-- every other numeric dimension (expansions, MLP ratios, head sizes, kernels, strides) at its
-  largest in one probe and its smallest in another, since either end may make a tensor larger
-  (the smallest head size makes the most heads);
-- each value of every other choice (an embedding or not, a norm style) on the probed stage, since
-  a choice may add tensors.
+- the probed stage's other numeric values (expansions, MLP ratios, head sizes, kernels, strides, an
+  embedding's depth) in every combination when there are at most ``MAX_COMBINATIONS``, else each
+  at both ends: a width snapped to its grid can make a middle value's tensor the largest, and the
+  smallest head size makes the most heads;
+- each value of every choice of the probed stage (an embedding or not, a norm style), since a
+  choice may add tensors; and the stage once more from a narrower input when the widest one equals
+  its width, since a width change adds tensors too (projection shortcuts).
 
-This is exact for widths and depths given the budget, and an over-estimate elsewhere (a probe's
-numeric dimensions at their largest may cost more than the budget); ``Supernet.covers`` tells
-whether a given point fits, and the tests measure it on random points within the budget.
+Each width is searched with the probed stage's own values as set and everything else as cheap as
+the space allows, so no point within the budget with those values has a wider stage at that depth;
+the probes themselves (the other widths at their largest) cost more than the budget.
+``Supernet.covers`` tells whether a given point fits; the tests check random and TPE points.
 """
 from __future__ import annotations
 
