@@ -25,7 +25,6 @@ import json
 import random
 import statistics
 import sys
-import time
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path

@@ -177,7 +177,7 @@ class Supernet:
             torch.random.set_rng_state(generator_state)
         for key, tensor in self.tensors.items():
             tensor.requires_grad_(tensor.is_floating_point() and not _is_statistic(key))
-        self._modules: OrderedDict[str, tuple[nn.Module, list[_Slot]]] = OrderedDict()
+        self._modules: OrderedDict[str, nn.Module] = OrderedDict()
 
     @classmethod
     def for_space(cls, space, macs_budget: Optional[float] = None, num_classes: int = 1000, seed: int = 0) -> "Supernet":
@@ -226,23 +226,17 @@ class Supernet:
         self._modules = OrderedDict()
         return self
 
-    def load_state_dict(self, state: dict) -> None:
-        """Copy ``state``'s tensors into this supernet's (same keys and shapes)."""
-        other = Supernet.from_state_dict(state)
-        if other.structure != self.structure or any(other.tensors[k].shape != t.shape for k, t in self.tensors.items()):
-            raise SupernetError("the saved supernet holds other tensors than this one")
-        with torch.no_grad():
-            for key, tensor in self.tensors.items():
-                tensor.copy_(other.tensors[key])
-
     # ------------------------------------------------------------------ the points
     def covers(self, arch: ArchConfig) -> Optional[str]:
         """None when every tensor of ``arch`` is a slice of this supernet, else why not."""
         try:
-            slots = _placed_slots(arch, self.num_classes)
+            slots = self._slots(arch)
         except SupernetError as e:
             return str(e)
-        return next((reason for reason in map(self._misfit, (s for _, _, s in slots)) if reason), None)
+        return next((reason for reason in map(self._misfit, slots) if reason), None)
+
+    def _slots(self, arch: ArchConfig) -> list[_Slot]:
+        return [s for _, _, s in _placed_slots(arch, self.num_classes)]  # component layouts are cached
 
     def _misfit(self, s: _Slot) -> Optional[str]:
         if s.shared not in self.tensors:
@@ -254,20 +248,9 @@ class Supernet:
             return f"{s.shared} needs factors {s.factors}, the supernet holds {tuple(full)}"
         return None
 
-    def _plan(self, arch: ArchConfig) -> tuple[nn.Module, list[_Slot]]:
-        if arch.arch_id in self._modules:
-            self._modules.move_to_end(arch.arch_id)
-            return self._modules[arch.arch_id]
-        slots = [s for _, _, s in _placed_slots(arch, self.num_classes)]
-        plan = (build_model(arch, self.num_classes).to(self.device), slots)
-        self._modules[arch.arch_id] = plan
-        while len(self._modules) > CACHED_MODULES:
-            self._modules.popitem(last=False)
-        return plan
-
     def weights(self, arch: ArchConfig) -> dict[str, torch.Tensor]:
         """``arch``'s state_dict as slices of the supernet's tensors (gradients flow back to them)."""
-        return {s.key: self._sliced(s, arch)[0] for s in self._plan(arch)[1]}
+        return {s.key: self._sliced(s, arch)[0] for s in self._slots(arch)}
 
     def _sliced(self, s: _Slot, arch: ArchConfig) -> tuple[torch.Tensor, tuple[slice, ...]]:
         reason = self._misfit(s)
@@ -284,9 +267,8 @@ class Supernet:
         detached). Equal to ``loss_fn(forward(arch, x)).backward()``, but the gradients are taken on
         copies of the point's slices and added into place, instead of back-propagating through the
         slicing, which allocates a zero gradient as large as each whole tensor for every point."""
-        slots = self._plan(arch)[1]
         weights, places = {}, {}
-        for s in slots:
+        for s in self._slots(arch):
             sliced, window = self._sliced(s, arch)
             if self.tensors[s.shared].requires_grad:
                 sliced = sliced.detach().clone().requires_grad_(True)
@@ -304,9 +286,16 @@ class Supernet:
                     full.grad = torch.zeros_like(full)
                 full.grad[window] += grad.reshape(s.factors)
         return out.detach()
+
     def module(self, arch: ArchConfig) -> nn.Module:
         """The (cached) module ``build_model(arch)`` that :meth:`forward` runs on the sliced weights."""
-        return self._plan(arch)[0]
+        if arch.arch_id in self._modules:
+            self._modules.move_to_end(arch.arch_id)
+        else:
+            self._modules[arch.arch_id] = build_model(arch, self.num_classes).to(self.device)
+            while len(self._modules) > CACHED_MODULES:
+                self._modules.popitem(last=False)
+        return self._modules[arch.arch_id]
 
     def forward(self, arch: ArchConfig, x: torch.Tensor) -> torch.Tensor:
         """``arch``'s output on ``x`` with the supernet's weights (train or eval mode as ``module(arch)``)."""

@@ -45,18 +45,17 @@ class Score(Command):
         train = TrainConfig(epochs=args.epochs, resolution=args.resolution, batch_size=args.batch_size,
                             train_size=args.train_size or None, val_size=args.val_size or None, seed=args.seed,
                             width_mult=args.width_mult)
-        context = EvalContext(args.dataset, train, threads=args.threads, supernet=args.supernet)
         if evaluator.name == "supernet":
-            from studies.supernet import SupernetSettings
+            from studies.supernet import scoring_context
 
             if args.supernet is None:
                 raise UsageError("--proxy supernet needs --supernet FILE (written by `nas supernet train`)")
-            trained = SupernetSettings.from_dict(context.supernet[1]["settings"])
-            args.dataset, args.resolution = trained.dataset, trained.resolution
-            context = EvalContext(trained.dataset, trained.proxy, threads=args.threads, supernet=args.supernet,
-                                  supernet_state=context.supernet)
+            context = scoring_context(args.supernet, args.threads)
+            args.dataset, args.resolution = context.dataset, context.train.resolution
         elif args.supernet is not None:
             raise UsageError("--supernet is for --proxy supernet")
+        else:
+            context = EvalContext(args.dataset, train, threads=args.threads)
         try:
             if not evaluator.instant:
                 context.data  # a missing data set is the user's to fix, before anything runs

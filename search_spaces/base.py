@@ -443,6 +443,22 @@ class Space:
         return Cost(params=analytic_cost(self._cheapest("params")).params,
                     macs=analytic_cost(self._cheapest("macs")).macs)
 
+    def _build_from(self, values: Mapping[str, Any]) -> Optional[tuple[ArchConfig, Trace]]:
+        """The architecture ``values`` (label -> value) describe, every other label at its lowest
+        value (a value outside its label's domain counts as absent), with its trace; None if the
+        walk makes no valid architecture."""
+        trace: Trace = {}
+
+        def decide(label: str, dom: Domain) -> Any:
+            if isinstance(dom, Fixed):
+                return dom.value
+            return values[label] if label in values and dom.contains(values[label]) else _lowest(dom)
+
+        try:
+            return self._checked(lambda: self._build(decide, trace)), trace
+        except InvalidArchitecture:
+            return None
+
     def smallest(self, what: str = "macs") -> ArchConfig:
         """The architecture with the least MACs (``what="params"``: parameters) that
         :meth:`smallest_cost` found."""
@@ -453,17 +469,10 @@ class Space:
             return self._cheapest_found[what]
 
         def evaluate(values: dict[str, Any]) -> Optional[tuple[tuple, ArchConfig, Trace]]:
-            trace: Trace = {}
-
-            def decide(label: str, dom: Domain) -> Any:
-                if isinstance(dom, Fixed):
-                    return dom.value
-                return values[label] if label in values and dom.contains(values[label]) else _lowest(dom)
-
-            try:
-                arch = self._checked(lambda: self._build(decide, trace))
-            except InvalidArchitecture:
+            built = self._build_from(values)
+            if built is None:
                 return None
+            arch, trace = built
             cost = analytic_cost(arch)
             key = (cost.params, cost.macs) if what == "params" else (cost.macs, cost.params)
             return key, arch, trace

@@ -34,12 +34,11 @@ from typing import Any, Optional
 from nas.builder import analytic_cost
 from nas.config import ArchConfig
 from nas.domains import Choice, Domain, Fixed, IntRange
-from search_spaces.base import (DEPTH_LABELS, WIDTH_LABELS, InvalidArchitecture, Space, Trace, _is_number, _lowest,
+from search_spaces.base import (DEPTH_LABELS, WIDTH_LABELS, InvalidArchitecture, Space, Trace, _is_number,
                                 _values, flatten)
 
 STRUCTURE = ("layout", "num_stages", "resolution")
 MAX_COMBINATIONS = 64  # a probed stage's numeric values are all combined up to this many combinations
-_MISSING = object()
 
 
 def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[ArchConfig]:
@@ -51,7 +50,7 @@ def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[A
     probes: dict[str, ArchConfig] = {}
     for structure, stages in _structures(space, base):
         context = {**base, **structure}
-        walked = _walk(space, context)
+        walked = space._build_from(context)
         if walked is None:
             continue
         arch, trace = walked
@@ -69,7 +68,7 @@ def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[A
                                and _choice(label, dom)
                                for v in _values(dom)]
             for extra in variants:
-                walked = _walk(space, {**context, **extra})
+                walked = space._build_from({**context, **extra})
                 if walked is None:
                     continue
                 knobs = {label: _values(dom) for label, (dom, _) in walked[1].items() if own(label) and _numeric(dom)
@@ -114,7 +113,7 @@ def _stage_probes(space: Space, values: dict[str, Any], widest: dict[str, Any], 
             lower = [v for v in _ascending(trace[before][0]) if v < width] if before in trace else []
             options += [{**shape, before: lower[-1]}] if lower else []
         for option in options:
-            walked = _walk(space, option)
+            walked = space._build_from(option)
             if walked is not None:
                 out.append(walked[0])
     return out
@@ -127,10 +126,10 @@ def _structures(space: Space, base: dict[str, Any]) -> list[tuple[dict[str, Any]
         for layout in space.layouts:
             out.append(({"layout": layout}, list(range(len(layout.split("-"))))))
         return out
-    probe = _walk(space, base)
+    probe = space._build_from(base)
     counts = _values(probe[1]["num_stages"][0]) if probe and "num_stages" in probe[1] else [len(probe[0].stages)]
     for n in counts:
-        walked = _walk(space, {**base, "num_stages": n})
+        walked = space._build_from({**base, "num_stages": n})
         if walked is None:
             continue
         for i in range(n):
@@ -141,21 +140,6 @@ def _structures(space: Space, base: dict[str, Any]) -> list[tuple[dict[str, Any]
     return out
 
 
-def _walk(space: Space, values: dict[str, Any]) -> Optional[tuple[ArchConfig, Trace]]:
-    trace: Trace = {}
-
-    def decide(label: str, dom: Domain) -> Any:
-        if isinstance(dom, Fixed):
-            return dom.value
-        value = values.get(label, _MISSING)
-        return value if value is not _MISSING and dom.contains(value) else _lowest(dom)
-
-    try:
-        return space._checked(lambda: space._build(decide, trace)), trace
-    except InvalidArchitecture:
-        return None
-
-
 def _largest(space: Space, values: dict[str, Any], label: str, dom: Domain, limit: float) -> Optional[Any]:
     """The largest value of ``label`` whose architecture (``values`` otherwise) costs at most
     ``limit`` MACs (the cost grows with the value), or None if even the smallest is over."""
@@ -164,7 +148,7 @@ def _largest(space: Space, values: dict[str, Any], label: str, dom: Domain, limi
         return ordered[-1]
 
     def fits(k: int) -> bool:
-        walked = _walk(space, {**values, label: ordered[k]})
+        walked = space._build_from({**values, label: ordered[k]})
         return walked is not None and analytic_cost(walked[0]).macs <= limit
 
     k = bisect.bisect_left(range(len(ordered)), True, key=lambda k: not fits(k))  # first index that does not fit

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 _SCALE = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 _NUMBER = r"(\d+(?:\.\d*)?(?:e[+-]?\d+)?|\.\d+)"
@@ -49,6 +50,21 @@ def parse_duration_s(text: str) -> float:
 
 def format_macs(macs: float) -> str:
     return f"{macs / 1e9:.3g} GMACs" if macs >= 1e9 else f"{macs / 1e6:.3g} MMACs"
+
+
+def unreachable(space, macs_budget: Optional[float] = None, params_budget: Optional[float] = None) -> Optional[str]:
+    """Why a budget below the cheapest architecture of ``space`` (a ``search_spaces.Space``)
+    cannot be met, naming that cost; None when every budget given can be."""
+    if not (macs_budget or params_budget):
+        return None
+    least = space.smallest_cost()
+    for budget, reached, what in ((macs_budget, least.macs, "MAC"), (params_budget, least.params, "parameter")):
+        if budget is not None and budget < reached:
+            shown = (format_macs(budget), format_macs(reached)) if what == "MAC" else (
+                f"{budget / 1e6:.3g} M", f"{reached / 1e6:.3g} M")
+            return (f"the {what} budget {shown[0]} is below what space {space.name!r} can reach: its smallest "
+                    f"architecture has {shown[1]}")
+    return None
 
 
 def _positive(value: float, text: str, integer: bool = True):

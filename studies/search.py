@@ -294,18 +294,11 @@ class Search:
 
     def _check_budgets(self) -> None:
         """A budget below the cheapest architecture of the space cannot be met: say so at once."""
-        from studies.budgets import format_macs
+        from studies.budgets import unreachable
 
-        if not (self.s.macs_budget or self.s.params_budget):
-            return
-        least = self.space.smallest_cost()
-        for budget, reached, what in ((self.s.macs_budget, least.macs, "MAC"), (self.s.params_budget, least.params,
-                                                                                 "parameter")):
-            if budget is not None and budget < reached:
-                shown = (format_macs(budget), format_macs(reached)) if what == "MAC" else (
-                    f"{budget / 1e6:.3g} M", f"{reached / 1e6:.3g} M")
-                raise SearchError(f"the {what} budget {shown[0]} is below what space {self.s.space!r} can reach: its "
-                                  f"smallest architecture has {shown[1]}")
+        reason = unreachable(self.space, self.s.macs_budget, self.s.params_budget)
+        if reason:
+            raise SearchError(reason)
 
     def _check_supernet(self) -> Optional[tuple]:
         """The supernet (and its training record) of a ``--proxy supernet`` search, checked against
@@ -516,12 +509,10 @@ class Search:
         return study
 
     def context(self) -> EvalContext:
-        if self.supernet is not None:  # scored on the supernet's own data split and resolution
-            from studies.supernet import SupernetSettings
+        if self.supernet is not None:
+            from studies.supernet import scoring_context
 
-            trained = SupernetSettings.from_dict(self.supernet[1]["settings"])
-            return EvalContext(self.s.dataset, trained.proxy, self.s.threads_per_worker, supernet=self.s.supernet,
-                               supernet_state=self.supernet)
+            return scoring_context(self.s.supernet, self.s.threads_per_worker, self.supernet)
         return EvalContext(self.s.dataset, self.s.train, self.s.threads_per_worker)
 
     def verify(self, study, on_each: Optional[Callable[[int, float], None]] = None) -> list[int]:

@@ -21,14 +21,15 @@ import torch
 import torch.nn.functional as F
 
 from evaluators.data import load_dataset
-from evaluators.supernet import (CHECKPOINT_FORMAT, PreparedSplit, inherited_accuracy, prepared_split,
+from evaluators.base import EvalContext
+from evaluators.supernet import (CHECKPOINT_FORMAT, PreparedSplit, inherited_accuracy, load_supernet, prepared_split,
                                  read_supernet_file)
-from evaluators.threads import torch_threads
 from evaluators.train import TrainConfig
 from nas.builder import analytic_cost
 from nas.config import ArchConfig, ConfigError
 from nas.supernet import Supernet, SupernetError
 from search_spaces import Space, get_space
+from studies.budgets import unreachable
 
 MAX_DRAWS = 200  # random draws tried for one point within the budget
 
@@ -77,6 +78,15 @@ class _SeededTrial:
         return low + step * self.rng.randrange((high - low) // step + 1)
 
 
+def scoring_context(path: str | Path, threads: int, loaded: Optional[tuple] = None) -> EvalContext:
+    """The context that scores with the supernet file at ``path`` (``loaded``: its supernet and
+    record, if read already): its data set, resolution, split and seed, so that points are scored on
+    the validation images of its training run."""
+    loaded = loaded or load_supernet(path)
+    trained = SupernetSettings.from_dict(loaded[1]["settings"])
+    return EvalContext(trained.dataset, trained.proxy, threads, supernet=str(path), supernet_state=loaded)
+
+
 def draw_point(space: Space, supernet: Supernet, rng: random.Random) -> ArchConfig:
     """A random point of ``space`` fitted to the supernet's budget, as a search draws one."""
     for _ in range(MAX_DRAWS):
@@ -106,11 +116,9 @@ class SupernetTraining:
                  on_step: Optional[Callable[[], None]] = None):
         self.s, self.output, self.device, self.on_step = settings, Path(output), device, on_step
         self.space = get_space(settings.space)
-        if settings.macs_budget is not None:
-            least = self.space.smallest_cost().macs
-            if settings.macs_budget < least:
-                raise ConfigError(f"the MAC budget {settings.macs_budget / 1e6:.0f} MMACs is below what space "
-                                  f"{settings.space!r} can reach: its smallest architecture has {least / 1e6:.0f} MMACs")
+        reason = unreachable(self.space, settings.macs_budget)
+        if reason:
+            raise ConfigError(reason)
         self.data = load_dataset(settings.dataset, resolution=settings.resolution)
         self.split: PreparedSplit = prepared_split(self.data, settings.proxy, device)
         self.history: list[dict] = []
@@ -230,12 +238,3 @@ class SupernetTraining:
             raise SupernetError("the supernet's loss became NaN or infinite; try a lower --lr")
         torch.nn.utils.clip_grad_norm_([p for p in self.supernet.parameters() if p.grad is not None], 5.0)
         self.optimizer.step()
-
-
-def train_supernet(settings: SupernetSettings, output: Path, threads: Optional[int] = None, device: str = "cpu",
-                   on_step: Optional[Callable[[], None]] = None,
-                   on_epoch: Optional[Callable[[dict], None]] = None) -> SupernetTraining:
-    with torch_threads(threads):
-        run = SupernetTraining(settings, output, device, on_step)
-        run.run(on_epoch)
-    return run
