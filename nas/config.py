@@ -16,7 +16,7 @@ import hashlib
 import json
 import typing
 from dataclasses import dataclass, field, fields
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 from nas.domains import domain_of
 
@@ -33,6 +33,10 @@ class Params:
     that search spaces can be derived from it. ``check(geometry)`` may return the reason a
     combination is invalid (e.g. width not divisible by heads).
     """
+
+    # fields whose every value has weights of its own in a weight-sharing supernet (nas.supernet),
+    # as a block type has: tensors whose layout they change in a way slicing cannot follow
+    unshared: ClassVar[tuple[str, ...]] = ()
 
     def check(self, geometry: Any) -> Optional[str]:
         return None

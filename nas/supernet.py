@@ -17,7 +17,10 @@ sliced from its start, or around its centre for spatial factors: a convolution's
 kernel is the middle of a 5x5 one), a relative-position table (the offsets nearest zero). A module
 whose tensors fuse several things declares them with a ``slice_layout()`` method: an attention's
 qkv projection is (3, heads, head_dim) x input width, so a point with fewer heads or smaller heads
-takes the first heads of each of q, k and v, and the first channels of each head.
+takes the first heads of each of q, k and v, and the first channels of each head. What cannot be
+sliced by meaning has weights of its own: a component's ``Params.unshared`` fields name values
+that choose their own path, as a block type does (EfficientFormer's per-head [q | k | v] of
+unequal widths: ``stages.3.blocks:mb3d[key_dim=32,attn_ratio=4]``).
 """
 from __future__ import annotations
 
@@ -37,9 +40,26 @@ from nas.layers import Dim
 FORMAT = "nas-supernet/1"
 CACHED_MODULES = 8  # modules kept built for forward passes (the sandwich's largest and smallest stay)
 # the component types whose tensors are sliced by their meaning (declared and contract-tested)
-SUPPORTED = {"stem": ("conv_stack", "patch", "lightvit"), "embed": ("mbconv", "conv", "residual_merge"),
-             "block": ("mbconv", "rel_attention", "pool_mixer", "smlp", "vit", "mobilevit", "lite_mla", "lightvit"),
+SUPPORTED = {"stem": ("conv_stack", "patch", "lightvit", "fused_mbconv"),
+             "embed": ("none", "mbconv", "conv", "residual_merge", "patch_merging"),
+             "block": ("mbconv", "rel_attention", "pool_mixer", "smlp", "vit", "mobilevit", "lite_mla",
+                       "lightvit", "window_attention", "lsla", "lewin", "mb4d", "mb3d"),
              "head": ("norm_mlp", "pool", "conv_pool", "efficientvit", "lightvit")}
+
+
+def unsupported_types(space) -> list[str]:
+    """The component types ``space`` (a ``search_spaces.Space``) may use that are not ``SUPPORTED``."""
+    import re
+    from search_spaces.base import _values
+    kinds = {"stem.type": "stem", "stages.*.block": "block", "stages.*.embed.type": "embed", "head.type": "head"}
+    found = {}
+    for label, dom, _ in space._dimension_domains():
+        kind = kinds.get(re.sub(r"^stages\.\d+\.", "stages.*.", label))
+        for name in _values(dom) if kind else ():
+            if name not in SUPPORTED[kind]:
+                found.setdefault(kind, set()).add(name)
+    return [f"{kind} type{'s' if len(names) > 1 else ''} {', '.join(map(repr, sorted(names)))}"
+            for kind, names in found.items()]
 
 
 class SupernetError(ConfigError):
@@ -89,9 +109,13 @@ def _resolve(key: str, dim: Dim, size: int) -> Dim:
 
 
 def _shared_prefix(p: Placed) -> str:
-    """Where the supernet holds component ``p``: its network path, named with its type."""
+    """Where the supernet holds component ``p``: its network path, named with its type and the
+    values of its ``unshared`` fields (``stages.3.blocks:mb3d[key_dim=32,attn_ratio=4]``)."""
     path = module_path(p)
-    return path if p.spec is None else f"{path}:{p.spec.name}"
+    if p.spec is None:
+        return path
+    own = ",".join(f"{name}={getattr(p.params, name)}" for name in type(p.params).unshared)
+    return f"{path}:{p.spec.name}" + (f"[{own}]" if own else "")
 
 
 @lru_cache(maxsize=1 << 14)
@@ -184,6 +208,10 @@ class Supernet:
         """The supernet of every point of ``space`` (a ``search_spaces.Space``) within ``macs_budget``
         MACs (design resolution, 1000 classes, as a search counts them): sized from
         ``space.envelope(macs_budget)``."""
+        unsupported = unsupported_types(space)
+        if unsupported:
+            raise SupernetError(f"the supernet does not support space {space.name!r} yet: its {'; '.join(unsupported)} "
+                                f"cannot be sliced yet")
         return cls(space.envelope(macs_budget), num_classes, seed, space.name, macs_budget)
 
     def __getstate__(self) -> dict:  # pickled (Ray's object store) without the built modules

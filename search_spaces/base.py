@@ -96,7 +96,7 @@ class Space:
         # caches of the label -> override lookup (the walk asks it for every label, many times)
         object.__setattr__(self, "_patterns", [(_pattern(k), d) for k, d in self.overrides.items() if "*" in k])
         object.__setattr__(self, "_resolved", {})
-        object.__setattr__(self, "_cheapest_found", {})  # smallest_cost's descents, by "macs" / "params"
+        object.__setattr__(self, "_cheapest_found", {})  # smallest_cost's descents, by ("macs" / "params", fixed)
         self._check_overrides()
 
     # ------------------------------------------------------------------ domains
@@ -464,9 +464,12 @@ class Space:
         :meth:`smallest_cost` found."""
         return self._cheapest(what)
 
-    def _cheapest(self, what: str) -> ArchConfig:
-        if what in self._cheapest_found:
-            return self._cheapest_found[what]
+    def _cheapest(self, what: str, fixed: Optional[Mapping[str, Any]] = None) -> ArchConfig:
+        """The descent of :meth:`smallest`; ``fixed`` (label -> value) holds some values where they apply."""
+        fixed = dict(fixed or {})
+        key = (what, tuple(sorted(fixed.items())))
+        if key in self._cheapest_found:
+            return self._cheapest_found[key]
 
         def evaluate(values: dict[str, Any]) -> Optional[tuple[tuple, ArchConfig, Trace]]:
             built = self._build_from(values)
@@ -477,9 +480,10 @@ class Space:
             key = (cost.params, cost.macs) if what == "params" else (cost.macs, cost.params)
             return key, arch, trace
 
-        best = evaluate({})
+        best = evaluate(fixed)
         if best is None:
-            raise InvalidArchitecture(f"space {self.name!r}: the lowest value of every dimension makes no architecture")
+            raise InvalidArchitecture(f"space {self.name!r}: the lowest value of every dimension makes no architecture"
+                                      + (f" with {fixed}" if fixed else ""))
         improved = True
         while improved:
             improved = False
@@ -487,12 +491,12 @@ class Space:
                 # the other choices; widths, depths and integer ranges start (and are cheapest) at their least
                 scaled = WIDTH_LABELS.fullmatch(label) or DEPTH_LABELS.fullmatch(label)
                 for candidate in dom.values if isinstance(dom, Choice) and not scaled else ():
-                    if candidate == value or label not in best[2]:
+                    if candidate == value or label not in best[2] or label in fixed:
                         continue
                     tried = evaluate({**{k: v for k, (_, v) in best[2].items()}, label: candidate})
                     if tried is not None and tried[0] < best[0]:
                         best, improved = tried, True
-        self._cheapest_found[what] = best[1]
+        self._cheapest_found[key] = best[1]
         return best[1]
 
     def envelope(self, macs_budget: Optional[float] = None) -> list[ArchConfig]:

@@ -12,12 +12,17 @@ supernet is the per-factor maximum over a set of *probes*, each an architecture 
 - every other width at the most the budget allows it alone, other stages one block deep (their
   deeper blocks come from their own probes);
 - the probed stage's other numeric values (expansions, MLP ratios, head sizes, kernels, strides, an
-  embedding's depth) in every combination when there are at most ``MAX_COMBINATIONS``, else each
-  at both ends: a width snapped to its grid can make a middle value's tensor the largest, and the
-  smallest head size makes the most heads;
-- each value of every choice of the probed stage (an embedding or not, a norm style), since a
-  choice may add tensors; and the stage once more from a narrower input when the widest one equals
-  its width, since a width change adds tensors too (projection shortcuts).
+  embedding's depth) in every combination when there are at most ``MAX_COMBINATIONS``, else all at
+  their largest, all at their smallest and all at their cheapest, with depths and tuple lengths
+  still at every value: a width snapped to its grid can make a middle value's tensor the largest,
+  the smallest head size makes the most heads, and the cheapest values allow the deepest stage;
+- each value of every choice of the probed stage (an embedding or not, a norm style, a stem type),
+  since a choice may add tensors; a choice that brings dimensions of its own (a convolutional
+  stem's layers) starts from its cheapest architecture and has its own widths searched. Values that
+  have weights of their own (``Params.unshared``, e.g. EfficientFormer's head shape) are probed in
+  every combination, each with every choice;
+- the stage once more from a narrower input when the widest one equals its width, since a width
+  change adds tensors too (projection shortcuts).
 
 Each width is searched with the probed stage's own values as set and everything else as cheap as
 the space allows, so no point within the budget with those values has a wider stage at that depth;
@@ -31,6 +36,7 @@ import itertools
 import math
 from typing import Any, Optional
 
+from nas import registry
 from nas.builder import analytic_cost
 from nas.config import ArchConfig
 from nas.domains import Choice, Domain, Fixed, IntRange
@@ -64,28 +70,42 @@ def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[A
             def own(label: str) -> bool:  # the probed stage's dimensions, and the global ones with the first stage
                 return label.startswith(f"stages.{i}.") or (i == stages[0] and not label.startswith("stages."))
 
-            variants = [{}] + [{label: v} for label, (dom, _) in trace.items() if own(label) and label not in structure
-                               and _choice(label, dom)
-                               for v in _values(dom)]
+            # every combination of the values that choose weights of their own (``Params.unshared``), each
+            # with every other choice in turn
+            paths = {label: _values(dom) for label, (dom, _) in trace.items() if own(label) and _unshared(label)}
+            choices = [{}] + [{label: v} for label, (dom, _) in trace.items() if own(label) and label not in structure
+                              and label not in paths and _choice(label, dom) for v in _values(dom)]
+            variants = [{**dict(zip(paths, path)), **choice} for path in itertools.product(*paths.values())
+                        for choice in choices]
             for extra in variants:
                 walked = space._build_from({**context, **extra})
                 if walked is None:
                     continue
+                if set(walked[1]) - set(trace):  # the choice brings dimensions of its own: at their cheapest
+                    extra = {**flatten(space._cheapest("macs", {**structure, **extra})), **extra}
+                    walked = space._build_from({**context, **extra})
+                    if walked is None:
+                        continue
                 knobs = {label: _values(dom) for label, (dom, _) in walked[1].items() if own(label) and _numeric(dom)
                          and label not in STRUCTURE and not WIDTH_LABELS.fullmatch(label)
-                         and label != f"stages.{i}.depth"}
-                # every combination of the stage's numeric values when there are few (a width snapped to its
-                # grid can make a middle value's tensor the largest); else each at both ends, an embedding's depth
-                # still at every value
-                depths = [label for label in knobs if DEPTH_LABELS.fullmatch(label)]
+                         and label != f"stages.{i}.depth" and not _unshared(label)}
+                # every combination of the stage's numeric values when there are few, else three ends (see the
+                # module docstring), depths and tuple lengths still at every value
+                depths = [label for label in knobs if DEPTH_LABELS.fullmatch(label) or label.endswith(".len")]
                 if math.prod(len(v) for v in knobs.values()) <= MAX_COMBINATIONS:
                     settings = [dict(zip(knobs, chosen)) for chosen in itertools.product(*knobs.values())]
-                else:
-                    settings = [{**{label: end(values) for label, values in knobs.items()}, **dict(zip(depths, chosen))}
-                                for end in (max, min) for chosen in itertools.product(*(knobs[k] for k in depths))]
+                else:  # the largest values, the smallest, and the cheapest (as the context has them)
+                    ends = [{label: end(values) for label, values in knobs.items()} for end in (max, min)] + [{}]
+                    settings = [{**end, **dict(zip(depths, chosen))}
+                                for end in ends for chosen in itertools.product(*(knobs[k] for k in depths))]
                 for chosen in settings:
-                    setting = {**extra, **chosen}
-                    for probe in _stage_probes(space, {**context, **setting}, widest, i, walked[1], limit):
+                    values = {**context, **extra, **chosen}
+                    # a choice may bring widths of its own (a convolutional stem's layers), which depend on its values
+                    shaped = space._build_from(values)
+                    own_widest = {**{label: _largest(space, values, label, dom, limit)
+                                     for label, (dom, _) in (shaped[1] if shaped else {}).items()
+                                     if WIDTH_LABELS.fullmatch(label) and label not in widest}, **widest}
+                    for probe in _stage_probes(space, values, own_widest, i, walked[1], limit):
                         probes.setdefault(probe.arch_id, probe)
     if not probes:
         raise InvalidArchitecture(f"space {space.name!r} has no architecture within the budget")
@@ -163,6 +183,20 @@ def _choice(label: str, dom: Domain) -> bool:
     """A choice among names or switches (which may add tensors), not one of the structure."""
     values = _values(dom)
     return label not in STRUCTURE and len(values) > 1 and not all(_is_number(v) for v in values)
+
+
+def _unshared(label: str) -> bool:
+    """Whether ``label`` is a field whose values have weights of their own (``Params.unshared``)."""
+    parts = label.split(".")
+    if parts[0] == "stages" and len(parts) == 5 and parts[2] == "embed":
+        kind, name = "embed", parts[3]
+    elif parts[0] == "stages" and len(parts) == 4:
+        kind, name = "block", parts[2]
+    elif parts[0] in ("stem", "head") and len(parts) == 3:
+        kind, name = parts[0], parts[1]
+    else:
+        return False
+    return name in registry.names(kind) and parts[-1] in registry.lookup(kind, name).params.unshared
 
 
 def _numeric(dom: Domain) -> bool:

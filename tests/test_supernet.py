@@ -16,7 +16,8 @@ from nas.supernet import SUPPORTED, Supernet, SupernetError
 from search_spaces import get_space
 
 # small budgets, so that the supernets build in seconds
-BUDGETS = {"coatnet": 60e6, "metaformer": 30e6, "mobilevit": 150e6, "efficientvit": 60e6, "lightvit": 150e6}
+BUDGETS = {"coatnet": 60e6, "metaformer": 30e6, "mobilevit": 150e6, "efficientvit": 60e6, "lightvit": 150e6,
+           "swin": 100e6, "cetnet": 120e6, "efficientformer": 60e6, "smlpnet": 100e6, "early_conv_vit": 30e6}
 pytestmark = pytest.mark.xdist_group("supernet")  # one test process builds each supernet once
 
 
@@ -64,7 +65,8 @@ def test_sliced_forward_equals_the_extracted_module(supernet):
     points = _points(name, 12, seed=2)
     assert _blocks(points) >= {"coatnet": {"mbconv", "rel_attention"}, "metaformer": {"pool_mixer", "smlp", "vit"},
                                "mobilevit": {"mbconv", "mobilevit"}, "efficientvit": {"mbconv", "lite_mla"},
-                               "lightvit": {"lightvit"}}[name]
+                               "lightvit": {"lightvit"}, "swin": {"window_attention", "lsla"}, "cetnet": {"lewin"},
+                               "efficientformer": {"mb4d", "mb3d"}, "smlpnet": {"smlp"}, "early_conv_vit": {"vit"}}[name]
     x = torch.randn(2, 3, 32, 32)
     for arch in points:
         extracted = sn.extract(arch).eval()  # loads strictly into build_model(arch)
@@ -169,11 +171,58 @@ def test_kernels_and_relative_position_tables_are_sliced_around_their_middle():
     assert torch.equal(narrow.reshape(13, 13, -1), wide.reshape(15, 15, -1)[1:14, 1:14])
 
 
+def _stage(arch: nas.ArchConfig, i: int, **changes) -> nas.ArchConfig:
+    return arch.replace(stages=arch.stages[:i] + (dataclasses.replace(arch.stages[i], **changes),) + arch.stages[i + 1:])
+
+
+def _per_head(sn: Supernet, arch: nas.ArchConfig, key: str, chunks: int) -> torch.Tensor:
+    """The point's ``key`` tensor as (chunks, heads, head size, inputs), the heads read from its module."""
+    heads = nas.build_model(arch, 10).get_submodule(key[:key.index(".attn.") + 5]).heads
+    return sn.weights(arch)[key].detach().reshape(chunks, heads, -1, sn.weights(arch)[key].shape[-1])
+
+
+@pytest.mark.parametrize("preset, key, chunks", [("swin_t", "attn.qkv.weight", 3), ("cetnet_t", "attn.q.proj.weight", 1),
+                                                 ("cetnet_t", "attn.v.proj.weight", 1)])
+def test_window_attention_projections_are_sliced_per_head(preset, key, chunks):
+    """Swin's heads follow the width (fewer heads), CETNet's are fixed (smaller heads): either way the
+    narrower point's heads are the first channels of the wider point's first heads."""
+    def shaped(first: int) -> nas.ArchConfig:  # the first two stages, one block each, ``first`` and 2 x ``first`` wide
+        arch = nas.get_arch(preset)
+        arch = arch.replace(stem=dataclasses.replace(arch.stem, width=first), stages=arch.stages[:2])
+        return _stage(_stage(arch, 0, width=first, depth=1), 1, width=2 * first, depth=1)
+
+    wide, narrow = shaped(64), shaped(32)
+    sn = Supernet([wide, narrow], 10)
+    key = f"stages.1.blocks.blocks.0.{key}"
+    w, n = _per_head(sn, wide, key, chunks), _per_head(sn, narrow, key, chunks)
+    assert w.shape[1:] != n.shape[1:]
+    assert torch.equal(n, w[:, :n.shape[1], :n.shape[2], :n.shape[3]])
+    if preset == "swin_t":  # patch merging: LayerNorm(4C) over the 2x2 neighbours' channels, each cut alike
+        key = "stages.1.embed.norm.weight"
+        w, n = sn.weights(wide)[key].detach().reshape(4, 64), sn.weights(narrow)[key].detach().reshape(4, 32)
+        assert torch.equal(n, w[:, :32])
+
+
+def test_efficientformer_attention_keeps_a_path_per_head_shape_and_cuts_its_offset_table_from_zero():
+    arch = nas.get_arch("efficientformer_l1")
+    wide = arch.replace(stages=arch.stages[:1] + arch.stages[4:])  # an MB3D stage on the stem's 56x56 map
+    narrow = _with_block_params(wide.replace(resolution=192), 1, num_heads=4)  # 48x48
+    other = _with_block_params(wide, 1, key_dim=16)
+    sn = Supernet([wide, narrow, other], 10)
+    key = "stages.1.blocks.blocks.0.attn.attention_biases"
+    w, n = sn.weights(wide)[key].detach(), sn.weights(narrow)[key].detach()
+    assert torch.equal(n, w[:4].reshape(4, 56, 56)[:, :48, :48].reshape(4, -1))  # offsets (0, 0) .. (47, 47)
+    qkv = "stages.1.blocks.blocks.0.attn.qkv.weight"
+    assert torch.equal(sn.weights(narrow)[qkv], sn.weights(wide)[qkv].reshape(8, -1, 448)[:4].reshape(-1, 448))
+    paths = {k.split(".blocks.")[0] for k in sn.tensors if k.startswith("stages.1.blocks:")}
+    assert paths == {"stages.1.blocks:mb3d[key_dim=32,attn_ratio=4]", "stages.1.blocks:mb3d[key_dim=16,attn_ratio=4]"}
+
+
 def test_an_unsupported_block_type_is_named():
-    with pytest.raises(SupernetError, match="does not support block type 'window_attention'"):
-        Supernet([nas.get_arch("swin_t")], 10)
+    with pytest.raises(SupernetError, match="does not support block type 'bneck_lite'"):
+        Supernet([nas.get_arch("mobileformer_26m")], 10)
     sn = Supernet([nas.get_arch("coatnet_0")], 10)
-    assert "window_attention" in sn.covers(nas.get_arch("swin_t"))
+    assert "bneck_lite" in sn.covers(nas.get_arch("mobileformer_26m"))
     with pytest.raises(SupernetError, match="outside the supernet"):
         sn.weights(nas.get_arch("coatnet_1"))
 
@@ -259,8 +308,8 @@ def test_cli_trains_scores_and_refuses_bad_input(tmp_path, capsys):
             (["score", "coatnet_0", "--proxy", "supernet", "--supernet", str(tmp_path / "no.pt")], "no supernet file"),
             (["score", "coatnet_0", "--proxy", "supernet"], "needs --supernet FILE"),
             (args[:-1] + [str(out), "--lr", "0.01"], "trained with other settings (lr)"),
-            (["supernet", "train", "--space", "swin", "-o", str(tmp_path / "e.pt")],
-             "does not support block type 'window_attention'"),
+            (["supernet", "train", "--space", "mobileformer", "-o", str(tmp_path / "e.pt")],
+             "does not support space 'mobileformer' yet: its block types 'bneck_lite', 'mobile_former'; head type"),
             (["supernet", "train", "--space", "coatnet_ctt", "--budget", "1mflop", "-o", str(tmp_path / "e.pt")],
              "below what space 'coatnet_ctt' can reach")):
         assert main(bad) == 2, bad

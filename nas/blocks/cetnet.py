@@ -22,7 +22,7 @@ from torch import nn
 from nas.blocks.mbconv import FusedMBConv, FusedMBConvParams, fused_mbconv_cost
 from nas.config import Params
 from nas.domains import Choice, IntRange, Seq, param
-from nas.layers import (DropPath, LayerNorm2d, Mlp, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost,
+from nas.layers import (Dim, DropPath, LayerNorm2d, Mlp, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost,
                         mlp_cost, window_partition, window_reverse)
 from nas.registry import Cost, Geometry, out_size, register
 
@@ -113,6 +113,11 @@ class LEWinAttention(nn.Module):
                 y = torch.roll(y, (shift, shift), (1, 2))
             y = y[:, :h, :w]
         return self.proj(y.reshape(b, h, w, c))
+
+    def slice_layout(self) -> dict:
+        heads = Dim((self.heads, -1))  # each of q, k, v is heads x head size (the depthwise convs see the input's channels)
+        out = {f"{t}.proj.{k}": (heads, None) if k == "weight" else (heads,) for t in "qkv" for k in ("weight", "bias")}
+        return {**out, "proj.weight": (None, heads)}
 
 
 class LEWinBlock(nn.Module):

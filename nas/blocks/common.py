@@ -11,7 +11,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, Seq, param
-from nas.layers import ConvNormAct, LayerNorm2d, bn_cost, conv_cost, conv_norm_act_cost, hw, linear_cost, ln_cost
+from nas.layers import ConvNormAct, Dim, LayerNorm2d, bn_cost, conv_cost, conv_norm_act_cost, hw, linear_cost, ln_cost
 from nas.registry import Cost, Geometry, register
 
 NORMS = ("none", "bn", "ln", "gn")
@@ -184,6 +184,10 @@ class PatchMerging(nn.Module):
         # Swin's order: (0,0), (1,0), (0,1), (1,1)
         x = torch.cat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)
         return self.reduction(self.norm(x)).permute(0, 3, 1, 2)
+
+    def slice_layout(self) -> dict:
+        neighbours = Dim((4, -1))  # the 2x2 neighbours' channels, concatenated
+        return {"norm.weight": (neighbours,), "norm.bias": (neighbours,), "reduction.weight": (None, neighbours)}
 
 
 @register("embed", "patch_merging", PatchMergingParams, count=_patch_merging_cost)

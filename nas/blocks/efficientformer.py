@@ -7,7 +7,7 @@ relative offsets, Linear MLP). Both carry LayerScale.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +15,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import (DropPath, Mlp, XStack, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, make_act,
+from nas.layers import (Dim, DropPath, Mlp, XStack, attention_cost, bn_cost, conv_cost, hw, linear_cost, ln_cost, make_act,
                         mlp_cost, to_map, to_tokens)
 from nas.registry import Cost, Geometry, register
 
@@ -71,6 +71,10 @@ class MB3DParams(Params):
     layer_scale_init: float = param(1e-5, Choice(1e-5, 1e-6))
     act: str = param("gelu", Choice("gelu", "relu", "silu"))
 
+    # each head's projection is [q | k | v] of unequal widths, which cannot be sliced by meaning:
+    # a supernet keeps separate weights per head shape
+    unshared: ClassVar[tuple[str, ...]] = ("key_dim", "attn_ratio")
+
 
 class OffsetBiasAttention(nn.Module):
     """Multi-head attention plus a learned bias per head and per absolute offset (|dy|, |dx|).
@@ -105,6 +109,12 @@ class OffsetBiasAttention(nn.Module):
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=self.bias(size).to(q.dtype),
                                            scale=self.key_dim ** -0.5)
         return self.proj(x.transpose(1, 2).reshape(b, n, -1))
+
+    def slice_layout(self) -> dict:
+        heads = Dim((self.heads, -1))
+        # the bias table is a grid of offsets (|dy|, |dx|) starting at 0: a smaller map's is its top-left corner
+        return {"qkv.weight": (heads, None), "qkv.bias": (heads,), "proj.weight": (None, heads),
+                "attention_biases": (None, Dim(tuple(self.design)))}
 
 
 def _offset_index(size: tuple[int, int], device: Optional[torch.device] = None) -> torch.Tensor:

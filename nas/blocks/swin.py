@@ -25,7 +25,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, param
-from nas.layers import (DropPath, Mlp, RelativePositionBias, attention_cost, hw, linear_cost, ln_cost, mlp_cost, padded,
+from nas.layers import (Dim, DropPath, Mlp, RelativePositionBias, attention_cost, hw, linear_cost, ln_cost, mlp_cost, padded,
                         relative_position_bias_params, window_partition, window_reverse)
 from nas.registry import Cost, Geometry, register
 
@@ -167,6 +167,10 @@ class WindowAttention(nn.Module):
             bias = bias + mask[:, None]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         return self.proj(y.reshape(bw, self.heads, n, -1).transpose(1, 2).reshape(bw, n, c))
+
+    def slice_layout(self) -> dict:
+        heads = Dim((3, self.heads, -1))  # q, k, v; each heads x head_dim
+        return {"qkv.weight": (heads, None), "qkv.bias": (heads,), "proj.weight": (None, Dim((self.heads, -1)))}
 
 
 def _count(geo: Geometry, depth: int, p: WindowAttentionParams) -> Cost:
