@@ -13,6 +13,10 @@
    Fashion-MNIST images at 32 px, validated on the same 1,000 held-out images) with seeds 0 and 1.
 4. Kendall tau between inherited accuracy and the mean of the two stand-alone runs, beside the tau
    of the two stand-alone runs with each other (the ceiling), and candidates per CPU-hour.
+5. Fronts: a supernet search (``nas search --proxy supernet``, TPE, ``--search-trials`` candidates,
+   in this process) whose best ``--verify`` front members are then trained stand-alone, beside the
+   front of the measured points' stand-alone accuracy (seed 0: a random stand-alone search of as
+   many candidates); their points, hypervolumes and CPU seconds.
 
 Rows are appended per point to ``--out`` (JSON lines), so an interrupted run resumes; shards run
 side by side (both must see the trained supernet: run one first, or let shard 0 train it).
@@ -37,6 +41,7 @@ from evaluators.train import TrainConfig, train_proxy
 from search_spaces import get_space
 from studies.budgets import parse_macs
 from studies.search import SearchSettings
+from studies.stopping import pareto_levels
 from studies.supernet import SupernetSettings, SupernetTraining, draw_point
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -65,6 +70,8 @@ def main() -> None:
     ap.add_argument("--supernet-epochs", type=int, default=SupernetSettings(space="").epochs)
     ap.add_argument("--train-size", type=int, default=SearchSettings(space="").train.train_size,
                     help="images of each stand-alone run (the search's default)")
+    ap.add_argument("--search-trials", type=int, default=300, help="candidates of the supernet search (step 5)")
+    ap.add_argument("--verify", type=int, default=5, help="front members of the supernet search trained stand-alone")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shard", default="0/1")
     ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/supernet_ranking_SPACE.jsonl")
@@ -128,6 +135,52 @@ def main() -> None:
           f"{3600 / alone_s:.0f})")
     print(f"supernet training: {run.seconds:.0f} s ({settings.epochs} epochs of {settings.train_size} images); "
           f"ten stand-alone trainings of its largest point ({run.largest.arch_id}): {10 * largest:.0f} s")
+    if len(rows) == len(points) and args.search_trials:
+        compare_fronts(args, budget, proxy, file, rows)
+
+
+def compare_fronts(args, budget: float, proxy: TrainConfig, file: Path, rows: list[dict]) -> None:
+    """Step 5: the verified front of a supernet search beside the stand-alone front of ``rows``."""
+    import tempfile
+    import time
+
+    from studies.dashboard.data import hypervolume_2d
+    from studies.results import pareto_trials
+    from studies.search import Search
+
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = SearchSettings(space=args.space, macs_budget=budget, trials=args.search_trials, seed=args.seed,
+                                  workers=0, worker_threads=1, storage=f"sqlite:///{tmp}/s.db", study_name="s",
+                                  presets=0, train=proxy, proxy="supernet", supernet=str(file), verify=args.verify)
+        search = Search(settings)
+        t0 = time.perf_counter()
+        study = search.run()
+        searched = time.perf_counter() - t0
+        search.verify(study)
+        inherited_front = pareto_trials(study)
+        verified = [(study.user_attrs[f"verified:{t.number}"], t) for t in inherited_front
+                    if f"verified:{t.number}" in study.user_attrs]
+    supernet_points = [(t.user_attrs["macs"], m["value"]) for m, t in verified]
+    verify_s = sum(m["seconds"] for m, _ in verified)
+    alone_points = [(r["macs_m"] * 1e6, r["alone0"]) for r in rows]
+    levels = pareto_levels([(a, m) for m, a in alone_points])
+    alone_front = [point for point, level in zip(alone_points, levels) if level == 0]
+    alone_s = sum(r["alone0_s"] for r in rows)
+
+    def listed(points) -> str:
+        return ", ".join(f"{m / 1e6:.0f}M {a:.3f}" for m, a in sorted(points))
+
+    def volume(points) -> float:  # the (MACs / budget, accuracy) box from (1, 0), as search_quality.py reports it
+        return hypervolume_2d([(m / budget, a) for m, a in points], (1.0, 0.0))
+
+    print(f"\n| front (stand-alone accuracy) | candidates | CPU seconds | hypervolume | points (MMACs accuracy) |")
+    print("|---|---|---|---|---|")
+    print(f"| supernet search, best {len(verified)} of its front verified | {args.search_trials} | "
+          f"{searched:.0f} + {verify_s:.0f} | {volume(supernet_points):.4f} | {listed(supernet_points)} |")
+    print(f"| stand-alone (random, seed 0) | {len(rows)} | {alone_s:.0f} | {volume(alone_points):.4f} | "
+          f"{listed(alone_front)} |")
 
 
 if __name__ == "__main__":
