@@ -25,6 +25,7 @@ unequal widths: ``stages.3.blocks:mb3d[key_dim=32,attn_ratio=4]``).
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,7 +50,6 @@ SUPPORTED = {"stem": ("conv_stack", "patch", "lightvit", "fused_mbconv"),
 
 def unsupported_types(space) -> list[str]:
     """The component types ``space`` (a ``search_spaces.Space``) may use that are not ``SUPPORTED``."""
-    import re
     from search_spaces.base import _values
     kinds = {"stem.type": "stem", "stages.*.block": "block", "stages.*.embed.type": "embed", "head.type": "head"}
     found = {}
