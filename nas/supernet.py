@@ -25,7 +25,6 @@ unequal widths: ``stages.3.blocks:mb3d[key_dim=32,attn_ratio=4]``).
 from __future__ import annotations
 
 import math
-import re
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,18 +47,15 @@ SUPPORTED = {"stem": ("conv_stack", "patch", "lightvit", "fused_mbconv"),
              "head": ("norm_mlp", "pool", "conv_pool", "efficientvit", "lightvit")}
 
 
-def unsupported_types(space) -> list[str]:
-    """The component types ``space`` (a ``search_spaces.Space``) may use that are not ``SUPPORTED``."""
-    from search_spaces.base import _values
-    kinds = {"stem.type": "stem", "stages.*.block": "block", "stages.*.embed.type": "embed", "head.type": "head"}
-    found = {}
-    for label, dom, _ in space._dimension_domains():
-        kind = kinds.get(re.sub(r"^stages\.\d+\.", "stages.*.", label))
-        for name in _values(dom) if kind else ():
-            if name not in SUPPORTED[kind]:
-                found.setdefault(kind, set()).add(name)
-    return [f"{kind} type{'s' if len(names) > 1 else ''} {', '.join(map(repr, sorted(names)))}"
-            for kind, names in found.items()]
+def unsupported_types(types: dict[str, Iterable[str]]) -> list[str]:
+    """Of ``types`` (kind -> type names, e.g. ``Space.component_types()``), those not ``SUPPORTED``,
+    described per kind."""
+    out = []
+    for kind, names in types.items():
+        missing = sorted(set(names) - set(SUPPORTED[kind]))
+        if missing:
+            out.append(f"{kind} type{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
+    return out
 
 
 class SupernetError(ConfigError):
@@ -208,7 +204,7 @@ class Supernet:
         """The supernet of every point of ``space`` (a ``search_spaces.Space``) within ``macs_budget``
         MACs (design resolution, 1000 classes, as a search counts them): sized from
         ``space.envelope(macs_budget)``."""
-        unsupported = unsupported_types(space)
+        unsupported = unsupported_types(space.component_types())
         if unsupported:
             raise SupernetError(f"the supernet does not support space {space.name!r} yet: its {'; '.join(unsupported)} "
                                 f"cannot be sliced yet")

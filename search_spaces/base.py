@@ -499,6 +499,18 @@ class Space:
         self._cheapest_found[key] = best[1]
         return best[1]
 
+    def component_types(self) -> dict[str, set[str]]:
+        """The stem, block, embedding and head types architectures of this space may use, by kind."""
+        kinds = {"stem.type": "stem", "stages.*.block": "block", "stages.*.embed.type": "embed", "head.type": "head"}
+        found: dict[str, set[str]] = {}
+        for label, dom, _ in self._dimension_domains():
+            kind = kinds.get(re.sub(r"^stages\.\d+\.", "stages.*.", label))
+            if kind:
+                found.setdefault(kind, set()).update(_values(dom))
+            elif label == "layout":  # a layout names each stage's block by its code
+                found.setdefault("block", set()).update(self.blocks[c] for x in _values(dom) for c in x.split("-"))
+        return found
+
     def envelope(self, macs_budget: Optional[float] = None) -> list[ArchConfig]:
         """Architectures of this space whose tensors, factor by factor at their largest, hold those
         of every point within ``macs_budget`` (what ``nas.Supernet.for_space`` is sized from; see

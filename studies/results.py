@@ -71,10 +71,11 @@ def trials_frame(study):
 
 def front_frame(study):
     frame = trials_frame(study)
-    if frame.empty:
-        return frame
+    front = frame[frame["on_front"]] if not frame.empty else frame
+    if front.empty:  # no trial finished yet (nor has a value column)
+        return front.reset_index(drop=True)
     metric = metric_names(study)[0]
-    front = frame[frame["on_front"]].sort_values(metric, ascending=False)
+    front = front.sort_values(metric, ascending=False)
     verified = ("verified_accuracy",) if front["verified_accuracy"].notna().any() else ()
     return front[[c for c in ("trial", "arch_id", "layout", "widths", "depths", metric, *verified, "macs", "params",
                               "latency_ms", "preset") if c in front.columns]].reset_index(drop=True)

@@ -241,3 +241,17 @@ def test_studies_and_pareto_commands(tmp_path):
     r = subprocess.run([sys.executable, "-m", "nas_cli", "pareto", "nope", "--storage", storage], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "no study 'nope'" in r.stderr
+
+
+def test_the_front_of_a_study_whose_trials_have_not_finished_is_empty():
+    """A search stopped by --timeout before any candidate finished prints an empty front (its trials
+    have no values, so there is no metric column to sort by)."""
+    from optuna.trial import TrialState
+
+    from studies.results import format_front
+
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.tell(study.ask(), state=TrialState.FAIL)
+    study.ask()  # still running
+    front = front_frame(study)
+    assert front.empty and format_front(front, "accuracy") == "(no feasible trial yet)"

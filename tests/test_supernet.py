@@ -223,6 +223,11 @@ def test_an_unsupported_block_type_is_named():
         Supernet([nas.get_arch("mobileformer_26m")], 10)
     sn = Supernet([nas.get_arch("coatnet_0")], 10)
     assert "bneck_lite" in sn.covers(nas.get_arch("mobileformer_26m"))
+    # a space is checked before it is sized (sizing hybrid would take hours)
+    with pytest.raises(SupernetError, match="space 'hybrid' yet: its block types 'bneck_lite', 'fused_mbconv', "
+                                            "'mobile_former'; head type 'mobileformer'"):
+        Supernet.for_space(get_space("hybrid"), 1e9)
+    assert get_space("coatnet").component_types()["block"] == {"mbconv", "rel_attention"}  # from its layouts
     with pytest.raises(SupernetError, match="outside the supernet"):
         sn.weights(nas.get_arch("coatnet_1"))
 
