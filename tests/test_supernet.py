@@ -175,6 +175,16 @@ def _stage(arch: nas.ArchConfig, i: int, **changes) -> nas.ArchConfig:
     return arch.replace(stages=arch.stages[:i] + (dataclasses.replace(arch.stages[i], **changes),) + arch.stages[i + 1:])
 
 
+def _randomised(sn: Supernet) -> Supernet:
+    """``sn`` with every tensor random: LayerNorm weights start at one and bias tables at zero, where
+    any slice would equal any other."""
+    with torch.no_grad():
+        for tensor in sn.tensors.values():
+            if tensor.is_floating_point():
+                tensor.normal_()
+    return sn
+
+
 def _per_head(sn: Supernet, arch: nas.ArchConfig, key: str, chunks: int) -> torch.Tensor:
     """The point's ``key`` tensor as (chunks, heads, head size, inputs), the heads read from its module."""
     heads = nas.build_model(arch, 10).get_submodule(key[:key.index(".attn.") + 5]).heads
@@ -182,25 +192,29 @@ def _per_head(sn: Supernet, arch: nas.ArchConfig, key: str, chunks: int) -> torc
 
 
 @pytest.mark.parametrize("preset, key, chunks", [("swin_t", "attn.qkv.weight", 3), ("cetnet_t", "attn.q.proj.weight", 1),
-                                                 ("cetnet_t", "attn.v.proj.weight", 1)])
+                                                 ("cetnet_t", "attn.v.proj.weight", 1), ("lightvit_t", "attn.qkv.weight", 3),
+                                                 ("lightvit_t", "attn.kv_global.weight", 2)])
 def test_window_attention_projections_are_sliced_per_head(preset, key, chunks):
-    """Swin's heads follow the width (fewer heads), CETNet's are fixed (smaller heads): either way the
-    narrower point's heads are the first channels of the wider point's first heads."""
+    """Swin's and LightViT's heads follow the width (fewer heads), CETNet's are fixed (smaller heads):
+    either way the narrower point's heads are the first channels of the wider point's first heads."""
     def shaped(first: int) -> nas.ArchConfig:  # the first two stages, one block each, ``first`` and 2 x ``first`` wide
         arch = nas.get_arch(preset)
         arch = arch.replace(stem=dataclasses.replace(arch.stem, width=first), stages=arch.stages[:2])
         return _stage(_stage(arch, 0, width=first, depth=1), 1, width=2 * first, depth=1)
 
     wide, narrow = shaped(64), shaped(32)
-    sn = Supernet([wide, narrow], 10)
+    sn = _randomised(Supernet([wide, narrow], 10))
     key = f"stages.1.blocks.blocks.0.{key}"
     w, n = _per_head(sn, wide, key, chunks), _per_head(sn, narrow, key, chunks)
     assert w.shape[1:] != n.shape[1:]
     assert torch.equal(n, w[:, :n.shape[1], :n.shape[2], :n.shape[3]])
-    if preset == "swin_t":  # patch merging: LayerNorm(4C) over the 2x2 neighbours' channels, each cut alike
+    if preset != "cetnet_t":  # patch merging: LayerNorm(4C) and Linear(4C, C') over the 2x2 neighbours' channels
         key = "stages.1.embed.norm.weight"
         w, n = sn.weights(wide)[key].detach().reshape(4, 64), sn.weights(narrow)[key].detach().reshape(4, 32)
         assert torch.equal(n, w[:, :32])
+        key = "stages.1.embed.reduction.weight"
+        w, n = sn.weights(wide)[key].detach().reshape(128, 4, 64), sn.weights(narrow)[key].detach().reshape(64, 4, 32)
+        assert torch.equal(n, w[:64, :, :32])
 
 
 def test_efficientformer_attention_keeps_a_path_per_head_shape_and_cuts_its_offset_table_from_zero():
@@ -208,7 +222,7 @@ def test_efficientformer_attention_keeps_a_path_per_head_shape_and_cuts_its_offs
     wide = arch.replace(stages=arch.stages[:1] + arch.stages[4:])  # an MB3D stage on the stem's 56x56 map
     narrow = _with_block_params(wide.replace(resolution=192), 1, num_heads=4)  # 48x48
     other = _with_block_params(wide, 1, key_dim=16)
-    sn = Supernet([wide, narrow, other], 10)
+    sn = _randomised(Supernet([wide, narrow, other], 10))
     key = "stages.1.blocks.blocks.0.attn.attention_biases"
     w, n = sn.weights(wide)[key].detach(), sn.weights(narrow)[key].detach()
     assert torch.equal(n, w[:4].reshape(4, 56, 56)[:, :48, :48].reshape(4, -1))  # offsets (0, 0) .. (47, 47)
