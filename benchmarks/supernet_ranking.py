@@ -175,7 +175,7 @@ def compare_fronts(args, budget: float, proxy: TrainConfig, file: Path, rows: li
     def volume(points) -> float:  # the (MACs / budget, accuracy) box from (1, 0), as search_quality.py reports it
         return hypervolume_2d([(m / budget, a) for m, a in points], (1.0, 0.0))
 
-    print(f"\n| front (stand-alone accuracy) | candidates | CPU seconds | hypervolume | points (MMACs accuracy) |")
+    print("\n| front (stand-alone accuracy) | candidates | CPU seconds | hypervolume | points (MMACs accuracy) |")
     print("|---|---|---|---|---|")
     print(f"| supernet search, best {len(verified)} of its front verified | {args.search_trials} | "
           f"{searched:.0f} + {verify_s:.0f} | {volume(supernet_points):.4f} | {listed(supernet_points)} |")

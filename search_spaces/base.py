@@ -493,7 +493,7 @@ class Space:
                 for candidate in dom.values if isinstance(dom, Choice) and not scaled else ():
                     if candidate == value or label not in best[2] or label in fixed:
                         continue
-                    tried = evaluate({**{k: v for k, (_, v) in best[2].items()}, label: candidate})
+                    tried = evaluate({**{k: v for k, (_, v) in best[2].items()}, label: candidate, **fixed})
                     if tried is not None and tried[0] < best[0]:
                         best, improved = tried, True
         self._cheapest_found[key] = best[1]

@@ -71,11 +71,10 @@ def trials_frame(study):
 
 def front_frame(study):
     frame = trials_frame(study)
-    front = frame[frame["on_front"]] if not frame.empty else frame
-    if front.empty:  # no trial finished yet (nor has a value column)
-        return front.reset_index(drop=True)
+    if frame.empty or not frame["on_front"].any():  # no trial finished yet (nor has a metric column)
+        return frame.iloc[:0]
     metric = metric_names(study)[0]
-    front = front.sort_values(metric, ascending=False)
+    front = frame[frame["on_front"]].sort_values(metric, ascending=False)
     verified = ("verified_accuracy",) if front["verified_accuracy"].notna().any() else ()
     return front[[c for c in ("trial", "arch_id", "layout", "widths", "depths", metric, *verified, "macs", "params",
                               "latency_ms", "preset") if c in front.columns]].reset_index(drop=True)
