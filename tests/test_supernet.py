@@ -10,6 +10,7 @@ import io
 import optuna
 import pytest
 import torch
+from torch import nn
 
 import nas
 from nas.supernet import SUPPORTED, Supernet, SupernetError
@@ -215,6 +216,51 @@ def test_window_attention_projections_are_sliced_per_head(preset, key, chunks):
         key = "stages.1.embed.reduction.weight"
         w, n = sn.weights(wide)[key].detach().reshape(128, 4, 64), sn.weights(narrow)[key].detach().reshape(64, 4, 32)
         assert torch.equal(n, w[:64, :, :32])
+
+
+def _module_of(arch: nas.ArchConfig, key: str, name: str) -> nn.Module:
+    """The module of ``arch``'s model whose path ends before ``name`` in ``key``."""
+    return nas.build_model(arch, 10).get_submodule(key[:key.index(name)].rstrip("."))
+
+
+# (preset, stage, changes for the narrow point, key, the tensor as its meaning's factors (tensor, model, key))
+MEANINGS = [
+    # EfficientViT's LiteMLA: heads x [q | k | v] x head size; the projection reads [qkv; scale] x heads x head size
+    # (a smaller head size, else the heads alone differ, the outermost factor, and plain rows would do)
+    ("efficientvit_b0", 3, {"head_dim": 8}, "context.qkv.weight",
+     lambda t, m, k: t.reshape(_module_of(m, k, "qkv").heads, 3, -1, t.shape[1])),
+    ("efficientvit_b0", 3, {"head_dim": 8}, "context.proj.0.weight",
+     lambda t, m, k: t.reshape(t.shape[0], 2, _module_of(m, k, "proj").heads, -1)),
+    # MobileViT: 4 heads whatever the width (smaller heads when narrower); the fusion reads [input; projected]
+    ("mobilevit_xxs", 2, {"dim": 32}, "transformer.0.attn.qkv.weight",
+     lambda t, m, k: t.reshape(3, 4, -1, t.shape[1])),
+    ("mobilevit_xxs", 2, {"dim": 32}, "transformer.0.attn.proj.weight",
+     lambda t, m, k: t.reshape(t.shape[0], 4, -1)),
+    ("mobilevit_xxs", 2, {"dim": 32}, "fusion.0.weight", lambda t, m, k: t.reshape(t.shape[0], 2, -1, 3, 3)),
+    # LightViT's spatial selection reads [local; pooled]
+    ("lightvit_t", 1, {}, "mlp.spatial_select.weight", lambda t, m, k: t.reshape(1, 2, -1)),
+    # sMLP's fuse reads [map; mixed along W; mixed along H]
+    ("smlpnet_t", 1, {}, "fuse.weight", lambda t, m, k: t.reshape(t.shape[0], 3, -1)),
+    # ViT: q, k, v apart, the heads (searched with the width) split each
+    ("vit_c_1gf", 0, {"num_heads": 2}, "attn.qkv.weight", lambda t, m, k: t.reshape(3, -1, t.shape[1])),
+]
+
+
+@pytest.mark.parametrize("preset, stage, changes, key, meaning", MEANINGS, ids=[f"{c[0]}-{c[3]}" for c in MEANINGS])
+def test_fused_tensors_keep_their_meaning_in_a_narrower_point(preset, stage, changes, key, meaning):
+    """The narrower point's tensor, as its factors, is the first entries of each of the wider point's."""
+    def shaped(width: int, **params) -> nas.ArchConfig:  # the stages up to ``stage``, that one a block deep
+        arch = nas.get_arch(preset)
+        arch = arch.replace(stages=arch.stages[:stage + 1])
+        return _with_block_params(_stage(arch, stage, width=width, depth=1), stage, **params)
+
+    width = nas.get_arch(preset).stages[stage].width
+    wide, narrow = shaped(width), shaped(width // 2, **changes)
+    sn = _randomised(Supernet([wide, narrow], 10))
+    key = f"stages.{stage}.blocks.blocks.0.{key}"
+    w, n = (meaning(sn.weights(a)[key].detach(), a, key) for a in (wide, narrow))
+    assert w.shape != n.shape and w.dim() == n.dim()
+    assert torch.equal(n, w[tuple(slice(0, s) for s in n.shape)])
 
 
 def test_efficientformer_attention_keeps_a_path_per_head_shape_and_cuts_its_offset_table_from_zero():
