@@ -61,6 +61,36 @@ def test_every_point_within_the_budget_is_a_slice_of_the_supernet(supernet):
     assert sn.space == name and sn.macs_budget == BUDGETS[name]
 
 
+def _layer_kind(module: nn.Module) -> str:
+    """What a tensor's layer is, for sharing: normalisations are one kind (their per-channel scale
+    and shift are shared across norm types; BatchNorm's statistics are its own keys)."""
+    if isinstance(module, nn.modules.conv._ConvNd):
+        depthwise = module.groups == module.in_channels > 1
+        return f"conv{'-depthwise' if depthwise else ''}{'-1x1' if module.kernel_size[0] == 1 else ''}"
+    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)) or "Norm" in type(module).__name__:
+        return "norm"
+    return type(module).__name__
+
+
+def test_a_shared_tensor_always_belongs_to_one_kind_of_layer(supernet):
+    """Keys name layers by role: no point's depthwise conv shares a tensor with another's 1x1
+    expansion because both came first in their block."""
+    from nas.builder import build_component, components
+    from nas.supernet import _shared_prefix
+
+    name, _ = supernet
+    kinds: dict[str, set[str]] = {}
+    for arch in _points(name, 24, seed=3):
+        for p in components(arch, num_classes=10):
+            with torch.device("meta"):
+                module = build_component(p)
+            for path, m in module.named_modules():
+                for tensor_name, _ in [*m.named_parameters(recurse=False), *m.named_buffers(recurse=False)]:
+                    key = f"{_shared_prefix(p)}.{path}.{tensor_name}" if path else f"{_shared_prefix(p)}.{tensor_name}"
+                    kinds.setdefault(key, set()).add(_layer_kind(m))
+    assert {k: v for k, v in kinds.items() if len(v) > 1} == {}
+
+
 def test_sliced_forward_equals_the_extracted_module(supernet):
     name, sn = supernet
     points = _points(name, 12, seed=2)
@@ -159,7 +189,7 @@ def test_kernels_and_relative_position_tables_are_sliced_around_their_middle():
     arch = nas.get_arch("coatnet_0")
     k5 = _with_block_params(arch, 1, kernel_size=5)
     sn = Supernet([k5, arch], 10)
-    key = "stages.1.blocks.blocks.0.body.2.0.weight"  # the depthwise conv
+    key = "stages.1.blocks.blocks.0.body.dw.0.weight"  # the depthwise conv
     wide, narrow = sn.weights(k5)[key].detach(), sn.weights(arch)[key].detach()
     assert wide.shape[-1] == 5 and narrow.shape[-1] == 3
     assert torch.equal(narrow, wide[:, :, 1:4, 1:4])
@@ -261,6 +291,22 @@ def test_fused_tensors_keep_their_meaning_in_a_narrower_point(preset, stage, cha
     w, n = (meaning(sn.weights(a)[key].detach(), a, key) for a in (wide, narrow))
     assert w.shape != n.shape and w.dim() == n.dim()
     assert torch.equal(n, w[tuple(slice(0, s) for s in n.shape)])
+
+
+def test_an_mbconv_without_expansion_shares_its_layers_by_role():
+    """EfficientViT's MBConv stages search an expansion of 1, which drops the 1x1 expansion: its
+    depthwise conv and projection are the expanded block's (first channels), not the layers at
+    the same position (a depthwise kernel as wide as the expansion's input, a projection shaped
+    like a depthwise conv)."""
+    arch = nas.get_arch("efficientvit_b0")
+    single, expanded = (_with_block_params(arch, 1, expand_ratio=r) for r in (1.0, 4.0))
+    sn = _randomised(Supernet([expanded, single], 10))
+    prefix = "stages.1.blocks.blocks.0.body"
+    assert sn.tensors["stages.1.blocks:mbconv.blocks.0.body.dw.0.weight"].shape == (32, 1, 3, 3)  # 4 x its input
+    for role in ("dw.0.weight", "dw.1.running_mean", "project.0.weight"):
+        w, n = sn.weights(expanded)[f"{prefix}.{role}"].detach(), sn.weights(single)[f"{prefix}.{role}"].detach()
+        assert torch.equal(n, w[tuple(slice(0, s) for s in n.shape)]), role
+    assert f"{prefix}.expand.0.weight" not in sn.weights(single)
 
 
 def test_efficientformer_attention_keeps_a_path_per_head_shape_and_cuts_its_offset_table_from_zero():

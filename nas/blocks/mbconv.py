@@ -14,6 +14,7 @@ first block, EfficientViT's DSConv).
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
 
@@ -156,15 +157,15 @@ class MBConv(_Residual):
         pre, fewer = p.norm_style == "pre", p.norm_style == "fewer"
         expands = p.expand_ratio != 1
         s_expand = stride if expands and p.stride_on == "expand" else 1
-        layers = [nn.BatchNorm2d(cin)] if pre else []
+        layers = {"norm": nn.BatchNorm2d(cin)} if pre else {}
         if expands:
-            layers.append(ConvNormAct(cin, hidden, 1, s_expand, act=p.act, norm=not fewer, bias=fewer))
-        layers.append(ConvNormAct(hidden, hidden, p.kernel_size, stride // s_expand, groups=hidden, act=p.act,
-                                  norm=not fewer, bias=fewer))
+            layers["expand"] = ConvNormAct(cin, hidden, 1, s_expand, act=p.act, norm=not fewer, bias=fewer)
+        layers["dw"] = ConvNormAct(hidden, hidden, p.kernel_size, stride // s_expand, groups=hidden, act=p.act,
+                                   norm=not fewer, bias=fewer)
         if p.se_ratio:
-            layers.append(SqueezeExcite(hidden, _se_width(cin, cout, hidden, p), p.se_act))
-        layers.append(ConvNormAct(hidden, cout, 1, act="none", norm=not pre, bias=pre))
-        self.body = nn.Sequential(*layers)
+            layers["se"] = SqueezeExcite(hidden, _se_width(cin, cout, hidden, p), p.se_act)
+        layers["project"] = ConvNormAct(hidden, cout, 1, act="none", norm=not pre, bias=pre)
+        self.body = nn.Sequential(OrderedDict(layers))  # named by role: a layer's key keeps its meaning
         self._residual(_make_shortcut(cin, cout, stride, p.shortcut))
 
 
@@ -190,15 +191,15 @@ class FusedMBConv(_Residual):
         super().__init__()
         hidden = _hidden(cin, cout, p)
         pre, fewer = p.norm_style == "pre", p.norm_style == "fewer"
-        layers = [nn.BatchNorm2d(cin)] if pre else []
-        if p.expand_ratio == 1:
-            layers.append(ConvNormAct(cin, cout, p.kernel_size, stride, act=p.act))
+        layers = {"norm": nn.BatchNorm2d(cin)} if pre else {}
+        if p.expand_ratio == 1:  # one kxk conv to the output width: neither an expansion nor a projection
+            layers["conv"] = ConvNormAct(cin, cout, p.kernel_size, stride, act=p.act)
         else:
-            layers.append(ConvNormAct(cin, hidden, p.kernel_size, stride, act=p.act, norm=not fewer, bias=fewer))
+            layers["expand"] = ConvNormAct(cin, hidden, p.kernel_size, stride, act=p.act, norm=not fewer, bias=fewer)
             if p.se_ratio:
-                layers.append(SqueezeExcite(hidden, _se_width(cin, cout, hidden, p), p.se_act))
-            layers.append(ConvNormAct(hidden, cout, 1, act="none", norm=not pre, bias=pre))
-        self.body = nn.Sequential(*layers)
+                layers["se"] = SqueezeExcite(hidden, _se_width(cin, cout, hidden, p), p.se_act)
+            layers["project"] = ConvNormAct(hidden, cout, 1, act="none", norm=not pre, bias=pre)
+        self.body = nn.Sequential(OrderedDict(layers))
         self._residual(_make_shortcut(cin, cout, stride, p.shortcut))
 
 
