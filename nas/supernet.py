@@ -42,7 +42,7 @@ CACHED_MODULES = 8  # modules kept built for forward passes (the sandwich's larg
 # the component types whose tensors are sliced by their meaning (declared and contract-tested)
 SUPPORTED = {"stem": ("conv_stack", "patch", "lightvit", "fused_mbconv"),
              "embed": ("none", "mbconv", "conv", "residual_merge", "patch_merging"),
-             "block": ("mbconv", "rel_attention", "pool_mixer", "smlp", "vit", "mobilevit", "lite_mla",
+             "block": ("mbconv", "fused_mbconv", "rel_attention", "pool_mixer", "smlp", "vit", "mobilevit", "lite_mla",
                        "lightvit", "window_attention", "lsla", "lewin", "mb4d", "mb3d"),
              "head": ("norm_mlp", "pool", "conv_pool", "efficientvit", "lightvit")}
 

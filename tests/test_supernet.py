@@ -309,6 +309,38 @@ def test_an_mbconv_without_expansion_shares_its_layers_by_role():
     assert f"{prefix}.expand.0.weight" not in sn.weights(single)
 
 
+def test_fused_mbconv_blocks_are_slices_of_one_supernet():
+    """No family space searches Fused-MBConv blocks (only ``hybrid``): the contract on a set of
+    variants of EfficientViT-B0 with Fused-MBConv stages (expansion 1 or not, kernel, SE, norm
+    style, width, depth)."""
+    from nas.blocks.mbconv import FusedMBConvParams
+
+    base = nas.get_arch("efficientvit_b0")
+    variants = [dict(), dict(expand_ratio=1.0), dict(kernel_size=5, se_ratio=0.25), dict(norm_style="pre"),
+                dict(expand_ratio=6.0, norm_style="fewer")]
+    points = []
+    for k, changes in enumerate(variants):
+        params = FusedMBConvParams(**changes)
+        arch = base
+        for i in (1, 2):
+            arch = _stage(arch, i, block="fused_mbconv", params=params, depth=1 + k % 2,
+                          width=arch.stages[i].width * (2 if k % 3 == 0 else 1))
+        points.append(arch)
+    sn = Supernet(points, 10)
+    x = torch.randn(2, 3, 32, 32)
+    for arch in points:
+        assert sn.covers(arch) is None
+        extracted = sn.extract(arch).eval()
+        sn.module(arch).eval()
+        with torch.no_grad():
+            assert torch.allclose(sn.forward(arch, x), extracted(x), atol=1e-6, rtol=0)
+    arch = points[2]
+    sn.module(arch).train()
+    torch.nn.functional.cross_entropy(sn.forward(arch, x), torch.tensor([0, 1])).backward()
+    used = {k for k in _shared_keys(sn, arch) if sn.tensors[k].requires_grad}
+    assert {k for k, t in sn.tensors.items() if t.grad is not None} == used
+
+
 def test_efficientformer_attention_keeps_a_path_per_head_shape_and_cuts_its_offset_table_from_zero():
     arch = nas.get_arch("efficientformer_l1")
     wide = arch.replace(stages=arch.stages[:1] + arch.stages[4:])  # an MB3D stage on the stem's 56x56 map
@@ -330,8 +362,8 @@ def test_an_unsupported_block_type_is_named():
     sn = Supernet([nas.get_arch("coatnet_0")], 10)
     assert "bneck_lite" in sn.covers(nas.get_arch("mobileformer_26m"))
     # a space is checked before it is sized (sizing hybrid would take hours)
-    with pytest.raises(SupernetError, match="space 'hybrid' yet: its block types 'bneck_lite', 'fused_mbconv', "
-                                            "'mobile_former'; head type 'mobileformer'"):
+    with pytest.raises(SupernetError, match="space 'hybrid' yet: its block types 'bneck_lite', 'mobile_former'; "
+                                            "head type 'mobileformer'"):
         Supernet.for_space(get_space("hybrid"), 1e9)
     assert get_space("coatnet").component_types()["block"] == {"mbconv", "rel_attention"}  # from its layouts
     with pytest.raises(SupernetError, match="outside the supernet"):
