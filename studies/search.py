@@ -289,6 +289,7 @@ class Search:
         self.driver = _driver_id()
         self.study = self.heartbeat = None
         self._asks = 0
+        self._recovered = -math.inf  # when recover() last ran
         # an instant proxy and no latency to measure: candidates are scored in the driver, one at a time
         self.instant = self.evaluator.instant and not settings.latency_budget_ms
 
@@ -380,6 +381,7 @@ class Search:
         from optuna.trial import TrialState
 
         before = self.reaped
+        self._recovered = time.monotonic()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
             fail_stale_trials(study)
@@ -394,6 +396,19 @@ class Search:
                 study.tell(t.number, state=TrialState.FAIL)
                 self._retry_stale(study, t)
         return self.reaped - before
+
+    def _settle(self, study) -> None:
+        """Before ending, wait for the trials that name no driver to be named or reaped: a driver
+        killed between asking a trial and naming itself left it, and nothing else would fail it
+        (its heartbeat, if any, is this young too). Another driver's trial being asked right now is
+        named within moments; a dead one's is reaped once old enough (at most ``3 * HEARTBEAT_S``)."""
+        from optuna.trial import TrialState
+
+        end = time.monotonic() + 3 * HEARTBEAT_S + 2
+        while time.monotonic() < end and any(not t.user_attrs.get("driver") for t in study.get_trials(
+                deepcopy=False, states=(TrialState.RUNNING,))):
+            time.sleep(1)
+            self.recover(study)
 
     def _retry_stale(self, study, trial) -> None:
         """A dead driver's trial, now failed: free its architecture and run it again (the retry
@@ -502,6 +517,7 @@ class Search:
                     self._run_instant(study)
                 else:
                     self._run_pool(study)
+            self._settle(study)
         finally:
             self.heartbeat.stop()
         self._count(study)
@@ -555,15 +571,17 @@ class Search:
             # every 20 asks (the instant path, and long runs of over-budget or repeated samples)
             if (first and not self.instant) or self._asks % 20 == 0:
                 self._count(study)
+                if time.monotonic() - self._recovered > HEARTBEAT_S:  # drivers may die while this one runs
+                    self.recover(study)
             first = False
             if self._enough():
                 break
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # "heartbeat is supposed to be used with Study.optimize"
                 trial = study.ask()
-            self.heartbeat.add(trial.number)
             provenance = Provenance(self.driver, trial.user_attrs.get("preset"), trial.user_attrs.get("retry_of"))
-            trial.set_user_attr("driver", provenance.driver)
+            trial.set_user_attr("driver", provenance.driver)  # first: until then a kill leaves a trial nobody owns
+            self.heartbeat.add(trial.number)
             try:
                 arch = self.space.sample(trial)
             except InvalidArchitecture as e:

@@ -127,7 +127,9 @@ def test_resuming_a_finished_study_adds_nothing(tmp_path):
     assert sum(bool(t.user_attrs.get("feasible")) for t in more.trials) == 6
 
 
-def test_trials_of_dead_drivers_are_failed_and_run_again(tmp_path):
+def test_trials_of_dead_drivers_are_failed_and_run_again(tmp_path, monkeypatch):
+    import studies.search
+    monkeypatch.setattr(studies.search, "HEARTBEAT_S", 1)  # a trial naming no driver is old after 3 s
     s = _settings(tmp_path, proxy="params", trials=2)
     study = Search(s).run()
     alive = study.ask()
@@ -136,13 +138,17 @@ def test_trials_of_dead_drivers_are_failed_and_run_again(tmp_path):
     gone.wait()  # a process of this machine that no longer runs
     dead = study.ask()
     dead.set_user_attr("driver", f"{socket.gethostname()}:{gone.pid}")
-    just_asked = study.ask()  # a driver that has not named itself yet: left alone
+    # killed between asking and naming itself (or still to name itself): left alone while young, so the
+    # search waits before ending until it is old enough to reap
+    just_asked = study.ask()
     search = Search(dataclasses.replace(s, trials=3))
+    start = time.monotonic()
     study = search.run()
     by_number = {t.number: t for t in study.trials}
-    assert search.resumed and search.reaped == 1
-    assert by_number[alive.number].state.name == "RUNNING" and by_number[just_asked.number].state.name == "RUNNING"
-    assert by_number[dead.number].state.name == "FAIL" and "killed" in TrialRecord.from_trial(by_number[dead.number]).reason
+    assert search.resumed and search.reaped == 2 and time.monotonic() - start < 3 * 1 + 10
+    assert by_number[alive.number].state.name == "RUNNING"
+    for t in (dead, just_asked):
+        assert by_number[t.number].state.name == "FAIL" and "killed" in TrialRecord.from_trial(by_number[t.number]).reason
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
