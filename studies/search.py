@@ -397,14 +397,15 @@ class Search:
                 self._retry_stale(study, t)
         return self.reaped - before
 
-    def _settle(self, study) -> None:
+    def _settle(self, study, deadline: float) -> None:
         """Before ending, wait for the trials that name no driver to be named or reaped: a driver
         killed between asking a trial and naming itself left it, and nothing else would fail it
         (its heartbeat, if any, is this young too). Another driver's trial being asked right now is
-        named within moments; a dead one's is reaped once old enough (at most ``3 * HEARTBEAT_S``)."""
+        named within moments; a dead one's is reaped once old enough (at most ``3 * HEARTBEAT_S``),
+        unless ``--timeout`` comes first (the next driver reaps it then)."""
         from optuna.trial import TrialState
 
-        end = time.monotonic() + 3 * HEARTBEAT_S + 2
+        end = min(deadline, time.monotonic() + 3 * HEARTBEAT_S + 2)
         while time.monotonic() < end and any(not t.user_attrs.get("driver") for t in study.get_trials(
                 deepcopy=False, states=(TrialState.RUNNING,))):
             time.sleep(1)
@@ -505,6 +506,7 @@ class Search:
 
     # ------------------------------------------------------------------ running
     def run(self) -> Any:
+        deadline = self._deadline()
         study = self.open()
         self.heartbeat = Heartbeat(self.storage, self.name)
         try:
@@ -517,7 +519,7 @@ class Search:
                     self._run_instant(study)
                 else:
                     self._run_pool(study)
-            self._settle(study)
+            self._settle(study, deadline)
         finally:
             self.heartbeat.stop()
         self._count(study)
