@@ -22,8 +22,7 @@ from collections import Counter
 import optuna
 
 import nas
-from nas.builder import components
-from nas.supernet import SUPPORTED, _component_layouts, _is_statistic, _shared_prefix, unsupported_types
+from nas.supernet import SUPPORTED, _is_statistic, _placed_slots, unsupported_types
 from search_spaces import get_space
 from studies.budgets import parse_macs
 
@@ -35,16 +34,11 @@ def envelope_params(archs, shared_positions: bool = False) -> tuple[int, Counter
     keyed as the supernet keys them; ``shared_positions``: the stage index dropped from the keys."""
     sizes: dict[str, tuple[int, ...]] = {}
     for arch in archs:
-        for p in components(arch, num_classes=1000):
-            prefix = _shared_prefix(p)
-            for rel, dims in _component_layouts(p):
-                if _is_statistic(rel):  # BatchNorm's running statistics are not trained
-                    continue
-                key = f"{prefix}.{rel}"
-                if shared_positions:
-                    key = re.sub(r"^stages\.\d+\.", "stages.*.", key)
-                factors = tuple(s for d in dims for s in d.sizes)
-                sizes[key] = tuple(map(max, sizes[key], factors)) if key in sizes else factors
+        for _, rel, slot in _placed_slots(arch, 1000, supported_only=False):
+            if _is_statistic(rel):  # BatchNorm's running statistics are not trained
+                continue
+            key = re.sub(r"^stages\.\d+\.", "stages.*.", slot.shared) if shared_positions else slot.shared
+            sizes[key] = tuple(map(max, sizes[key], slot.factors)) if key in sizes else slot.factors
     by_path: Counter = Counter()
     for key, factors in sizes.items():
         by_path[re.match(r"stages\.\d+\.(blocks|embed)[^.]*|[^.]+", key).group(0)] += math.prod(factors)

@@ -125,12 +125,15 @@ def _slot(key: str, shared: str, dims: tuple[Dim, ...]) -> _Slot:
                  tuple(d.centred for d in dims for _ in d.sizes), tuple(math.prod(d.sizes) for d in dims))
 
 
-def _placed_slots(arch: ArchConfig, num_classes: int) -> list[tuple[Optional[Placed], str, _Slot]]:
+def _placed_slots(arch: ArchConfig, num_classes: int, supported_only: bool = True
+                  ) -> list[tuple[Optional[Placed], str, _Slot]]:
     """Every tensor of ``build_model(arch, num_classes)``'s state_dict: (its component, the
-    component's own key for it, its slot); the global tokens belong to no component."""
+    component's own key for it, its slot); the global tokens belong to no component.
+    ``supported_only``: a component type not ``SUPPORTED`` is an error (else keyed all the same,
+    for measuring what a supernet of it would hold)."""
     out = []
     for p in components(arch, num_classes=num_classes):
-        if p.spec is not None and p.spec.name not in SUPPORTED[p.spec.kind]:
+        if supported_only and p.spec is not None and p.spec.name not in SUPPORTED[p.spec.kind]:
             raise SupernetError(f"the supernet does not support {p.spec.kind} type {p.spec.name!r} yet ({p.where}); "
                                 f"supported {p.spec.kind} types: {', '.join(SUPPORTED[p.spec.kind])}")
         path, shared = module_path(p), _shared_prefix(p)

@@ -248,6 +248,11 @@ def test_window_attention_projections_are_sliced_per_head(preset, key, chunks):
         assert torch.equal(n, w[:64, :, :32])
 
 
+def _first_entries(tensor: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The first entries of ``tensor`` along every dimension, as many as ``like`` has."""
+    return tensor[tuple(slice(0, size) for size in like.shape)]
+
+
 def _module_of(arch: nas.ArchConfig, key: str, name: str) -> nn.Module:
     """The module of ``arch``'s model whose path ends before ``name`` in ``key``."""
     return nas.build_model(arch, 10).get_submodule(key[:key.index(name)].rstrip("."))
@@ -290,7 +295,7 @@ def test_fused_tensors_keep_their_meaning_in_a_narrower_point(preset, stage, cha
     key = f"stages.{stage}.blocks.blocks.0.{key}"
     w, n = (meaning(sn.weights(a)[key].detach(), a, key) for a in (wide, narrow))
     assert w.shape != n.shape and w.dim() == n.dim()
-    assert torch.equal(n, w[tuple(slice(0, s) for s in n.shape)])
+    assert torch.equal(n, _first_entries(w, n))
 
 
 def test_an_mbconv_without_expansion_shares_its_layers_by_role():
@@ -305,7 +310,7 @@ def test_an_mbconv_without_expansion_shares_its_layers_by_role():
     assert sn.tensors["stages.1.blocks:mbconv.blocks.0.body.dw.0.weight"].shape == (32, 1, 3, 3)  # 4 x its input
     for role in ("dw.0.weight", "dw.1.running_mean", "project.0.weight"):
         w, n = sn.weights(expanded)[f"{prefix}.{role}"].detach(), sn.weights(single)[f"{prefix}.{role}"].detach()
-        assert torch.equal(n, w[tuple(slice(0, s) for s in n.shape)]), role
+        assert torch.equal(n, _first_entries(w, n)), role
     assert f"{prefix}.expand.0.weight" not in sn.weights(single)
 
 
