@@ -22,9 +22,10 @@ from collections import Counter
 import optuna
 
 import nas
+from nas.config import ConfigError
 from nas.supernet import SUPPORTED, _is_statistic, _placed_slots, unsupported_types
 from search_spaces import get_space
-from studies.budgets import parse_macs
+from studies.budgets import BudgetError, parse_macs
 
 BYTES_PER_PARAM = 16  # float32 weights, gradients and AdamW's two moments
 
@@ -66,13 +67,17 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    budget = float(parse_macs(args.budget))
+    try:
+        spaces = [get_space(name) for name in args.spaces]
+        budget = float(parse_macs(args.budget))
+    except (ConfigError, BudgetError) as e:
+        ap.error(str(e))
     print(f"| space | largest of {args.points} random points | their tensors, per stage position and type "
           f"(lower bound) | shared across positions (lower bound) | the supernet as built | AdamW training memory "
           f"(as built, else the lower bound) |\n|---|---|---|---|---|---|")
     details = []
-    for name in args.spaces:
-        space = get_space(name)
+    for space in spaces:
+        name = space.name
         start = time.perf_counter()
         points = random_points(space, args.points, budget, args.seed)
         largest = max(nas.analytic_cost(a).params for a in points)
