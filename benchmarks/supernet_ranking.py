@@ -92,7 +92,7 @@ def main() -> None:
             sys.exit(f"shard {shard} waits for the supernet: run shard 0 first (it trains {file})")
         run.run(lambda row: print(f"supernet epoch {row['epoch']}: largest {row['largest']:.3f}, smallest "
                                   f"{row['smallest']:.3f} ({row['seconds']:.0f} s)", flush=True))
-    space = get_space(args.space)
+    space = get_space(args.space).supernet_space()
     points = stratified_points(space, run.supernet, args.points, args.seed)
     context = EvalContext("fashion-mnist", replace(proxy, train_size=settings.train_size), threads=1,
                           supernet=str(file), supernet_state=(run.supernet, {"epochs_done": run.epochs_done}))

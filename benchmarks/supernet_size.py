@@ -6,9 +6,9 @@ type), and as they would be if every stage position shared one set per block typ
 
 For each space: ``--points`` random points fitted to the budget as a search samples them; the
 per-factor maximum of their tensors is a lower bound on any supernet that holds them all (a
-supernet holds every point, not only those drawn). For a space the supernet supports, the size
-it is built with (``Space.envelope``'s probes, which reach the budget's extremes) is printed
-beside it. Nothing is allocated: shapes come from modules built on the meta device. Training
+supernet holds every point, not only those drawn). Beside it, the size the space's supernet is
+built with: over its supernet sub-space (``Space.supernet_space``, the whole space for most),
+from ``Space.envelope``'s probes, which reach the budget's extremes. Nothing is allocated: shapes come from modules built on the meta device. Training
 needs about 16 bytes per parameter in float32 with AdamW (weights, gradients, two moments).
 """
 from __future__ import annotations
@@ -73,7 +73,8 @@ def main() -> None:
     except (ConfigError, BudgetError) as e:
         ap.error(str(e))
     print(f"| space | largest of {args.points} random points | their tensors, per stage position and type "
-          f"(lower bound) | shared across positions (lower bound) | the supernet as built | AdamW training memory "
+          f"(lower bound) | shared across positions (lower bound) | the supernet as built (over its supernet "
+          f"sub-space) | AdamW training memory "
           f"(as built, else the lower bound) |\n|---|---|---|---|---|---|")
     details = []
     for space in spaces:
@@ -84,8 +85,8 @@ def main() -> None:
         per_position, by_path = envelope_params(points)
         shared, _ = envelope_params(points, shared_positions=True)
         built = None
-        if not unsupported_types(space.component_types()):
-            built, _ = envelope_params(space.envelope(budget))
+        if not unsupported_types(space.supernet_space().component_types()):
+            built, _ = envelope_params(space.supernet_space().envelope(budget))
         memory = (built or per_position) * BYTES_PER_PARAM / 2 ** 30
         print(f"| {name} | {largest / 1e6:.1f} M | {per_position / 1e6:,.0f} M | {shared / 1e6:,.0f} M | "
               f"{f'{built / 1e6:,.0f} M' if built else 'not supported'} | {memory:,.1f} GiB |", flush=True)

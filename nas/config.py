@@ -41,6 +41,11 @@ class Params:
     def check(self, geometry: Any) -> Optional[str]:
         return None
 
+    def unsliceable(self) -> Optional[str]:
+        """Why a weight-sharing supernet cannot hold a component with these values (its tensors'
+        meaning moves with their size in a way no slice follows), or None."""
+        return None
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)

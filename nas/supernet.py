@@ -43,8 +43,8 @@ CACHED_MODULES = 8  # modules kept built for forward passes (the sandwich's larg
 SUPPORTED = {"stem": ("conv_stack", "patch", "lightvit", "fused_mbconv"),
              "embed": ("none", "mbconv", "conv", "residual_merge", "patch_merging"),
              "block": ("mbconv", "fused_mbconv", "rel_attention", "pool_mixer", "smlp", "vit", "mobilevit", "lite_mla",
-                       "lightvit", "window_attention", "lsla", "lewin", "mb4d", "mb3d"),
-             "head": ("norm_mlp", "pool", "conv_pool", "efficientvit", "lightvit")}
+                       "lightvit", "window_attention", "lsla", "lewin", "mb4d", "mb3d", "mobile_former", "bneck_lite"),
+             "head": ("norm_mlp", "pool", "conv_pool", "efficientvit", "lightvit", "mobileformer")}
 
 
 def unsupported_types(types: dict[str, Iterable[str]]) -> list[str]:
@@ -133,9 +133,13 @@ def _placed_slots(arch: ArchConfig, num_classes: int, supported_only: bool = Tru
     for measuring what a supernet of it would hold)."""
     out = []
     for p in components(arch, num_classes=num_classes):
-        if supported_only and p.spec is not None and p.spec.name not in SUPPORTED[p.spec.kind]:
-            raise SupernetError(f"the supernet does not support {p.spec.kind} type {p.spec.name!r} yet ({p.where}); "
-                                f"supported {p.spec.kind} types: {', '.join(SUPPORTED[p.spec.kind])}")
+        if supported_only and p.spec is not None:
+            if p.spec.name not in SUPPORTED[p.spec.kind]:
+                raise SupernetError(f"the supernet does not support {p.spec.kind} type {p.spec.name!r} yet ({p.where}); "
+                                    f"supported {p.spec.kind} types: {', '.join(SUPPORTED[p.spec.kind])}")
+            reason = p.params.unsliceable()
+            if reason:
+                raise SupernetError(f"a supernet cannot hold {p.where} ({p.spec.kind} type {p.spec.name!r}): {reason}")
         path, shared = module_path(p), _shared_prefix(p)
         out += [(p, rel, _slot(f"{path}.{rel}", f"{shared}.{rel}", dims)) for rel, dims in _component_layouts(p)]
     if arch.global_tokens is not None:
@@ -204,9 +208,10 @@ class Supernet:
 
     @classmethod
     def for_space(cls, space, macs_budget: Optional[float] = None, num_classes: int = 1000, seed: int = 0) -> "Supernet":
-        """The supernet of every point of ``space`` (a ``search_spaces.Space``) within ``macs_budget``
-        MACs (design resolution, 1000 classes, as a search counts them): sized from
-        ``space.envelope(macs_budget)``."""
+        """The supernet of every point of ``space`` (a ``search_spaces.Space``; of its
+        ``supernet_space()``) within ``macs_budget`` MACs (design resolution, 1000 classes, as a
+        search counts them): sized from ``space.envelope(macs_budget)``."""
+        space = space.supernet_space()
         unsupported = unsupported_types(space.component_types())
         if unsupported:
             raise SupernetError(f"the supernet does not support space {space.name!r} yet: its {'; '.join(unsupported)} "

@@ -70,12 +70,14 @@ class Space(Command):
 
         space = search_spaces.get_space(args.name)
         dims = space.dimensions()
+        narrowing = {label: dom.describe() for label, dom in space.supernet.items()}
         if args.json:
             least = space.smallest_cost()
             print(dumps({"name": space.name, "description": space.description, "presets": list(space.presets),
                          "dimensions": [{"label": l, "domain": d, "when": w} for l, d, w in dims],
                          "budget_note": space.budget_note,
-                         "smallest": {"macs": least.macs, "params": least.params}}))
+                         "smallest": {"macs": least.macs, "params": least.params},
+                         "supernet": {"narrowing": narrowing, "presets": list(space.supernet_space().presets)}}))
             return 0
         print(f"{space.name}: {space.description}\n")
         print(f"presets inside: {', '.join(space.presets) or '-'}\n")
@@ -89,6 +91,14 @@ class Space(Command):
         least = space.smallest_cost()
         print(f"\nbudgets: {space.budget_note}\nThe cheapest architecture of the space has {least.macs / 1e6:.3g} M "
               f"MACs and {least.params / 1e6:.3g} M params: a smaller budget is refused.")
+        if narrowing:
+            fixed = {l: d for l, d in narrowing.items() if d.startswith("fixed ")}
+            print(f"\nsupernet: a weight-sharing supernet (`nas supernet train`, `--proxy supernet`) holds the "
+                  f"sub-space with these domains ({', '.join(space.supernet_space().presets) or 'no preset'} inside):")
+            for label, dom in narrowing.items():
+                if label not in fixed:
+                    print(f"  {label:<44} {dom}")
+            print(f"  fixed ({len(fixed)}): " + ", ".join(f"{l}={d.removeprefix('fixed ')}" for l, d in fixed.items()))
         return 0
 
 

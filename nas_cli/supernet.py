@@ -65,6 +65,9 @@ class SupernetCommand(Command):
         output = Path(args.output)
         try:
             with torch_threads(args.threads):
+                if not output.exists():
+                    _say(args, f"sizing the supernet of {args.space} within {budget / 1e6:.0f} MMACs (probing the "
+                               f"budget's extremes: seconds for a family space, minutes for hybrid)")
                 run = SupernetTraining(settings, output)
                 bar = progress(run.steps_per_epoch * (settings.epochs - run.epochs_done), "step", disable=args.json)
                 run.on_step = lambda: bar.update(1)

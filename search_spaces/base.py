@@ -29,7 +29,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any, Callable, Mapping, Optional
 
@@ -91,13 +91,48 @@ class Space:
     growing_widths: bool = False
     # the largest network stride a stage may reach (a larger sampled stride becomes the nearest that keeps it)
     max_stride: Optional[int] = None
+    # narrower domains (keys as in ``overrides``) of the points a weight-sharing supernet of this space
+    # holds: see ``supernet_space``
+    supernet: Mapping[str, Domain] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._init_caches()
+        self._check_overrides()
+
+    def _init_caches(self) -> None:
         # caches of the label -> override lookup (the walk asks it for every label, many times)
         object.__setattr__(self, "_patterns", [(_pattern(k), d) for k, d in self.overrides.items() if "*" in k])
         object.__setattr__(self, "_resolved", {})
         object.__setattr__(self, "_cheapest_found", {})  # smallest_cost's descents, by ("macs" / "params", fixed)
-        self._check_overrides()
+        object.__setattr__(self, "_narrowed", None)
+
+    def supernet_space(self) -> "Space":
+        """The sub-space a weight-sharing supernet of this space holds, is trained over and searches:
+        this space with the ``supernet`` domains instead of its own (itself when there are none).
+        A space's breadth can make its supernet too large to train (every block type at every
+        stage, each at the widest and deepest the budget allows it alone; see
+        ``benchmarks/supernet_size.py``), and some values change what shared weights compute
+        (activations, norm styles) or cannot be sliced (grouped convs after a shuffle): the
+        narrowing keeps the structure searchable and fixes or bounds the rest."""
+        if not self.supernet:
+            return self
+        if self._narrowed is None:
+            merged = {**self.overrides, **self.supernet}
+            loose = object.__new__(Space)  # unchecked: its own overrides may name dimensions the narrowing removed
+            for f in fields(Space):
+                object.__setattr__(loose, f.name, getattr(self, f.name))
+            object.__setattr__(loose, "overrides", merged)
+            loose._init_caches()
+            labels = loose._labels()
+            # the narrowing wins over the space's own domains, a pattern of it over their exact labels too
+            narrower = [_pattern(k) for k in self.supernet if "*" in k]
+            kept = {k: d for k, d in self.overrides.items() if k not in self.supernet and _names_one_of(k, labels)
+                    and not any(p.fullmatch(k) for p in narrower)}
+            narrowed = replace(self, overrides={**kept, **self.supernet}, supernet={})
+            from nas import get_arch
+            inside = tuple(name for name in self.presets if narrowed.contains(get_arch(name)) is None)
+            object.__setattr__(self, "_narrowed", replace(narrowed, presets=inside))
+        return self._narrowed
 
     # ------------------------------------------------------------------ domains
     def domain(self, label: str, base: Domain) -> Domain:
@@ -108,14 +143,19 @@ class Space:
             self._resolved[label] = dom
         return self._resolved[label] or base
 
-    def _check_overrides(self) -> None:
+    def _labels(self) -> set[str]:
+        """Every label of the space, a tuple's length and items included."""
         labels = set()
         for label, dom, _ in self._dimension_domains():
             labels.add(label)
             if isinstance(dom, Seq):
                 labels |= {f"{label}.len", *(f"{label}.{j}" for j in range(dom.max_len))}
+        return labels
+
+    def _check_overrides(self) -> None:
+        labels = self._labels()
         for key in self.overrides:
-            if key in labels or ("*" in key and any(_pattern(key).fullmatch(label) for label in labels)):
+            if _names_one_of(key, labels):
                 continue
             shapes = sorted(labels | {re.sub(r"(?<=\.)\d+(?=\.)", "*", label) for label in labels})
             close = difflib.get_close_matches(key, shapes, n=1)
@@ -665,6 +705,11 @@ def _flatten_params(prefix: str, params: Any, flat: dict[str, Any]) -> None:
         if isinstance(value, tuple):
             flat[f"{label}.len"] = len(value)
             flat.update({f"{label}.{j}": v for j, v in enumerate(value)})
+
+
+def _names_one_of(key: str, labels: set[str]) -> bool:
+    """Whether an override key (a label or a pattern) names one of ``labels``."""
+    return key in labels or ("*" in key and any(_pattern(key).fullmatch(label) for label in labels))
 
 
 def _pattern(pattern: str) -> re.Pattern:

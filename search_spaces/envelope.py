@@ -13,9 +13,10 @@ supernet is the per-factor maximum over a set of *probes*, each an architecture 
   deeper blocks come from their own probes);
 - the probed stage's other numeric values (expansions, MLP ratios, head sizes, kernels, strides, an
   embedding's depth) in every combination when there are at most ``MAX_COMBINATIONS``, else all at
-  their largest, all at their smallest and all at their cheapest, with depths and tuple lengths
-  still at every value: a width snapped to its grid can make a middle value's tensor the largest,
-  the smallest head size makes the most heads, and the cheapest values allow the deepest stage;
+  their largest, all at their smallest, all at their cheapest, and each value alone with the others
+  at their cheapest, with depths and tuple lengths still at every value: a width snapped to its
+  grid can make a middle value's tensor the largest, the smallest head size makes the most heads,
+  the cheapest values allow the deepest stage, and one large ratio among cheap values the widest;
 - each value of every choice of the probed stage (an embedding or not, a norm style, a stem type),
   since a choice may add tensors; a choice that brings dimensions of its own (a convolutional
   stem's layers) starts from its cheapest architecture and has its own widths searched. Values that
@@ -34,6 +35,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import re
 from typing import Any, Optional
 
 from nas import registry
@@ -44,6 +46,7 @@ from search_spaces.base import (DEPTH_LABELS, WIDTH_LABELS, InvalidArchitecture,
                                 _values, flatten)
 
 STRUCTURE = ("layout", "num_stages", "resolution")
+STRIDE_LABEL = re.compile(r"stages\.\d+\.stride")
 MAX_COMBINATIONS = 64  # a probed stage's numeric values are all combined up to this many combinations
 
 
@@ -74,10 +77,18 @@ def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[A
             # with every other choice in turn
             paths = {label: _values(dom) for label, (dom, _) in trace.items() if own(label) and _unshared(label)}
             choices = [{}] + [{label: v} for label, (dom, _) in trace.items() if own(label) and label not in structure
-                              and label not in paths and _choice(label, dom) for v in _values(dom)]
+                              and label not in paths and _choice(label, dom) and not STRIDE_LABEL.fullmatch(label)
+                              for v in _values(dom)]
+            # an embedding's tensors, and the first block's it feeds, are largest at the widest stage: one block deep
+            embedding = f"stages.{i}.embed.type"
+            # the stage's every stride, the earlier stages' at their least: the network stride the cheapest
+            # context reaches may leave this stage none but one
+            earlier = {f"stages.{j}.stride": min(_declared(space, j)) for j in range(i)}
+            choices += [{**earlier, f"stages.{i}.stride": v} for v in _declared(space, i)]
             variants = [{**dict(zip(paths, path)), **choice} for path in itertools.product(*paths.values())
                         for choice in choices]
             for extra in variants:
+                shallow = set(extra) - set(paths) == {embedding}
                 walked = space._build_from({**context, **extra})
                 if walked is None:
                     continue
@@ -88,14 +99,15 @@ def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[A
                         continue
                 knobs = {label: _values(dom) for label, (dom, _) in walked[1].items() if own(label) and _numeric(dom)
                          and label not in STRUCTURE and not WIDTH_LABELS.fullmatch(label)
-                         and label != f"stages.{i}.depth" and not _unshared(label)}
+                         and label != f"stages.{i}.depth" and not _unshared(label) and not _choice(label, dom)}
                 # every combination of the stage's numeric values when there are few, else three ends (see the
                 # module docstring), depths and tuple lengths still at every value
                 depths = [label for label in knobs if DEPTH_LABELS.fullmatch(label) or label.endswith(".len")]
                 if math.prod(len(v) for v in knobs.values()) <= MAX_COMBINATIONS:
                     settings = [dict(zip(knobs, chosen)) for chosen in itertools.product(*knobs.values())]
-                else:  # the largest values, the smallest, and the cheapest (as the context has them)
+                else:  # the largest values, the smallest, the cheapest (as the context has them), and each value alone
                     ends = [{label: end(values) for label, values in knobs.items()} for end in (max, min)] + [{}]
+                    ends += [{label: v} for label, values in knobs.items() if label not in depths for v in values]
                     settings = [{**end, **dict(zip(depths, chosen))}
                                 for end in ends for chosen in itertools.product(*(knobs[k] for k in depths))]
                 for chosen in settings:
@@ -105,7 +117,7 @@ def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[A
                     own_widest = {**{label: _largest(space, values, label, dom, limit)
                                      for label, (dom, _) in (shaped[1] if shaped else {}).items()
                                      if WIDTH_LABELS.fullmatch(label) and label not in widest}, **widest}
-                    for probe in _stage_probes(space, values, own_widest, i, walked[1], limit):
+                    for probe in _stage_probes(space, values, own_widest, i, walked[1], limit, shallow):
                         probes.setdefault(probe.arch_id, probe)
     if not probes:
         raise InvalidArchitecture(f"space {space.name!r} has no architecture within the budget")
@@ -113,14 +125,17 @@ def envelope_points(space: Space, macs_budget: Optional[float] = None) -> list[A
 
 
 def _stage_probes(space: Space, values: dict[str, Any], widest: dict[str, Any], i: int, trace: Trace,
-                  limit: float) -> list[ArchConfig]:
+                  limit: float, shallow: bool = False) -> list[ArchConfig]:
     """Stage ``i`` at each depth the budget allows, at the widest width it can have at that depth
     (the other stages as cheap as ``values`` make them), the other widths at their ``widest``. Of
-    the depths that allow one width only the deepest is kept: its tensors hold the others'."""
+    the depths that allow one width only the deepest is kept: its tensors hold the others'.
+    ``shallow``: the least depth only (the widest stage)."""
     depth_label, width_label = f"stages.{i}.depth", f"stages.{i}.width"
     widths: dict[Any, int] = {}  # width -> the deepest depth allowing it
-    for depth in _ascending(trace[depth_label][0]):
-        width = _largest(space, {**values, depth_label: depth}, width_label, trace[width_label][0], limit)
+    width = None
+    for depth in _ascending(trace[depth_label][0])[:1 if shallow else None]:
+        # a deeper stage is no wider: the search starts below the width of the depth before
+        width = _largest(space, {**values, depth_label: depth}, width_label, trace[width_label][0], limit, width)
         if width is None:
             break  # deeper does not fit either
         widths[width] = depth
@@ -160,10 +175,14 @@ def _structures(space: Space, base: dict[str, Any]) -> list[tuple[dict[str, Any]
     return out
 
 
-def _largest(space: Space, values: dict[str, Any], label: str, dom: Domain, limit: float) -> Optional[Any]:
-    """The largest value of ``label`` whose architecture (``values`` otherwise) costs at most
-    ``limit`` MACs (the cost grows with the value), or None if even the smallest is over."""
+def _largest(space: Space, values: dict[str, Any], label: str, dom: Domain, limit: float,
+             upto: Optional[Any] = None) -> Optional[Any]:
+    """The largest value of ``label`` (at most ``upto``, when known to be the most that fits) whose
+    architecture (``values`` otherwise) costs at most ``limit`` MACs (the cost grows with the
+    value), or None if even the smallest is over."""
     ordered = _ascending(dom)
+    if upto is not None:
+        ordered = ordered[:bisect.bisect_right(ordered, upto)]
     if limit == float("inf"):
         return ordered[-1]
 
@@ -179,10 +198,18 @@ def _ascending(dom: Domain) -> list:
     return sorted(_values(dom))
 
 
+def _declared(space: Space, i: int) -> list:
+    """The strides stage ``i`` may have in ``space`` (its domain before the walk narrows it)."""
+    from search_spaces.base import STRIDES
+    return _values(space.domain(f"stages.{i}.stride", STRIDES))
+
+
 def _choice(label: str, dom: Domain) -> bool:
-    """A choice among names or switches (which may add tensors), not one of the structure."""
+    """A choice among names or switches (which may add tensors), or a stage's stride (a block may
+    downsample with other layers than it keeps its size with), not one of the structure."""
     values = _values(dom)
-    return label not in STRUCTURE and len(values) > 1 and not all(_is_number(v) for v in values)
+    return label not in STRUCTURE and len(values) > 1 and (not all(_is_number(v) for v in values)
+                                                            or STRIDE_LABEL.fullmatch(label) is not None)
 
 
 def _unshared(label: str) -> bool:

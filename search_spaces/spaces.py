@@ -3,6 +3,7 @@ family's published architectures."""
 from __future__ import annotations
 
 import re
+from dataclasses import fields
 from typing import Optional
 
 from nas.config import ConfigError
@@ -77,6 +78,47 @@ def _hybrid_widths(stem: bool) -> Choice:
     return Choice(*sorted({w for w in NICE_WIDTHS if not stem or w <= 256} | used))
 
 
+# Mobile-Former's grouped pointwise convs follow channel shuffles: a supernet holds the ungrouped ones only
+_UNGROUPED = {"stages.*.mobile_former.groups": Fixed(1), "stages.*.bneck_lite.groups": Fixed(1)}
+# the block knobs a hybrid supernet keeps searchable (they slice: hidden widths); see _hybrid_supernet
+SLICED_KNOBS = ("expand_ratio", "mlp_ratio", "first_expand_ratio", "down_expand_ratio", "former_mlp_ratio",
+                "channel_multiplier", "dim")
+HYBRID_SUPERNET_WIDTHS = (64, 128, 256, 384)  # the widest each of its four stages may be
+
+
+def _hybrid_supernet() -> dict:
+    """The points a weight-sharing supernet of ``hybrid`` holds: every block type and embedding at
+    every stage, in the AnyNet skeleton most published hybrids share (a two-conv stem at stride 2,
+    four stages of stride 2, 1 to 4 blocks each, widths up to 64/128/256/384, a pooling head), with
+    each block type's hidden-width ratios searched and its other knobs (activations, norm styles,
+    kernels, windows, head counts) at the type's defaults.
+
+    Measured at 1 GMAC (``benchmarks/supernet_size.py``): the tensors merely holding 1,000 random
+    points of the whole space come to 2.2 B parameters (each of 16 block types at each of 6
+    positions, up to 32 deep, with head counts and head sizes free); the narrowing is what makes a
+    supernet of every block type trainable on one machine."""
+    from nas import registry
+    from nas.domains import Seq, domain_of
+
+    fixed: dict = {}
+    for kind, prefix, names in (("block", "stages.*", registry.names("block")),
+                                ("embed", "stages.*.embed", registry.names("embed")),
+                                ("stem", "stem", ("conv_stack",)), ("head", "head", ("pool",))):
+        for name in names:
+            for f in fields(registry.lookup(kind, name).params):
+                dom = domain_of(f)
+                if f.name not in SLICED_KNOBS and not isinstance(dom, Seq) and not isinstance(dom, Fixed):
+                    fixed[f"{prefix}.{name}.{f.name}"] = Fixed(f.default)
+    return {**fixed, **_UNGROUPED,
+            "resolution": Fixed(224), "global_tokens.num": Fixed(8), "num_stages": Fixed(len(HYBRID_SUPERNET_WIDTHS)),
+            "stem.type": Fixed("conv_stack"), "stem.conv_stack.widths.len": Fixed(2), "stem.conv_stack.strides.1": Fixed(1),
+            "stem.conv_stack.widths.0": Choice(16, 24, 32, 48, 64), "stem.width": Choice(16, 24, 32, 48, 64),
+            "stages.*.stride": Fixed(2), "stages.*.depth": IntRange(1, 4), "stages.*.embed.mbconv.depth": Fixed(1),
+            "stages.*.mobilevit.dim": IntRange(32, 256, 8), "head.type": Fixed("pool"),
+            **{f"stages.{i}.width": Choice(*(w for w in NICE_WIDTHS if 16 <= w <= top))
+               for i, top in enumerate(HYBRID_SUPERNET_WIDTHS)}}
+
+
 _add(Space(
     "hybrid",
     "An AnyNet-style space over every block: per stage a block type in C/T/MLP/Pool with every variant and its "
@@ -93,11 +135,12 @@ _add(Space(
     least_stride=_least_strides(_family("")),
     growing_widths=True,
     max_stride=32,  # as deep as any published architecture downsamples: later stages on 1x1 maps only add weights
+    supernet=_hybrid_supernet(),
 ))
 
 
 def family_space(name: str, description: str, presets: tuple[str, ...], searched: dict,
-                 layouts: tuple[str, ...] = (), blocks: Optional[dict] = None) -> Space:
+                 layouts: tuple[str, ...] = (), blocks: Optional[dict] = None, supernet: Optional[dict] = None) -> Space:
     """A sub-space around a family's published architectures.
 
     ``searched`` gives the domains of the searched dimensions (labels or ``*`` patterns). Every
@@ -132,7 +175,7 @@ def family_space(name: str, description: str, presets: tuple[str, ...], searched
         elif not isinstance(values[0], tuple):
             overrides[label] = Choice(*sorted(set(values), key=repr))
     overrides.update(searched)
-    return _add(Space(name, description, overrides, presets, layouts, blocks or {}))
+    return _add(Space(name, description, overrides, presets, layouts, blocks or {}, supernet=supernet or {}))
 
 
 def _tie(label: str, flats: list[dict]) -> Optional[str]:
@@ -275,7 +318,8 @@ family_space(
     "expansion ratios and the number of tokens, around the seven published variants.",
     _family("mobileformer_"), {
         "stages.*.depth": IntRange(1, 6), "stages.*.width": _widths(_family("mobileformer_"), 8, 512, 4), "global_tokens.num": IntRange(2, 8),
-        "stages.*.mobile_former.expand_ratio": Choice(2.0, 3.0, 4.0, 6.0)})
+        "stages.*.mobile_former.expand_ratio": Choice(2.0, 3.0, 4.0, 6.0)},
+    supernet={**_UNGROUPED, "head.mobileformer.groups": Fixed(1)})
 
 family_space(
     "cetnet",

@@ -272,6 +272,8 @@ class Search:
             raise SearchError(f"--presets must be 0 or more, got {settings.presets}")
         try:
             self.space = search_spaces.get_space(settings.space)
+            if settings.proxy == "supernet":  # candidates come from the points the supernet holds
+                self.space = self.space.supernet_space()
         except ConfigError as e:
             raise SearchError(str(e)) from None
         self.evaluator = get_evaluator(settings.proxy)

@@ -115,7 +115,7 @@ class SupernetTraining:
     def __init__(self, settings: SupernetSettings, output: Path, device: str = "cpu",
                  on_step: Optional[Callable[[], None]] = None):
         self.s, self.output, self.device, self.on_step = settings, Path(output), device, on_step
-        self.space = get_space(settings.space)
+        self.space = get_space(settings.space).supernet_space()
         reason = unreachable(self.space, settings.macs_budget)
         if reason:
             raise ConfigError(reason)

@@ -18,7 +18,8 @@ from search_spaces import get_space
 
 # small budgets, so that the supernets build in seconds
 BUDGETS = {"coatnet": 60e6, "metaformer": 30e6, "mobilevit": 150e6, "efficientvit": 60e6, "lightvit": 150e6,
-           "swin": 100e6, "cetnet": 120e6, "efficientformer": 60e6, "smlpnet": 100e6, "early_conv_vit": 30e6}
+           "swin": 100e6, "cetnet": 120e6, "efficientformer": 60e6, "smlpnet": 100e6, "early_conv_vit": 30e6,
+           "mobileformer": 60e6}
 pytestmark = pytest.mark.xdist_group("supernet")  # one test process builds each supernet once
 
 
@@ -26,7 +27,7 @@ def _points(space_name: str, count: int, seed: int = 0, sampler: str = "random")
     """``count`` points of the space fitted to its budget, as a search samples them (TPE told the
     parameter count, so that it moves)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    space, budget = get_space(space_name), BUDGETS[space_name]
+    space, budget = get_space(space_name).supernet_space(), BUDGETS[space_name]
     make = optuna.samplers.RandomSampler if sampler == "random" else optuna.samplers.TPESampler
     study = optuna.create_study(sampler=make(seed=seed))
     points = []
@@ -97,7 +98,8 @@ def test_sliced_forward_equals_the_extracted_module(supernet):
     assert _blocks(points) >= {"coatnet": {"mbconv", "rel_attention"}, "metaformer": {"pool_mixer", "smlp", "vit"},
                                "mobilevit": {"mbconv", "mobilevit"}, "efficientvit": {"mbconv", "lite_mla"},
                                "lightvit": {"lightvit"}, "swin": {"window_attention", "lsla"}, "cetnet": {"lewin"},
-                               "efficientformer": {"mb4d", "mb3d"}, "smlpnet": {"smlp"}, "early_conv_vit": {"vit"}}[name]
+                               "efficientformer": {"mb4d", "mb3d"}, "smlpnet": {"smlp"}, "early_conv_vit": {"vit"},
+                               "mobileformer": {"bneck_lite", "mobile_former"}}[name]
     x = torch.randn(2, 3, 32, 32)
     for arch in points:
         extracted = sn.extract(arch).eval()  # loads strictly into build_model(arch)
@@ -298,6 +300,46 @@ def test_fused_tensors_keep_their_meaning_in_a_narrower_point(preset, stage, cha
     assert torch.equal(n, _first_entries(w, n))
 
 
+# (stage, key, the tensor as (input channel, multiplier, ...) given the input width)
+MULTIPLIED = [
+    (0, "conv.0.0.weight", lambda t, cin: t.reshape(cin, -1, 3, 3)),  # bneck-lite: dw 3x3 with a channel multiplier
+    (0, "conv.0.1.weight", lambda t, cin: t.reshape(cin, -1)),  # its BatchNorm
+    (0, "conv.1.0.weight", lambda t, cin: t.reshape(t.shape[0], cin, -1)),  # the pointwise conv reading it
+    (2, "mobile.dw1.0.weight", lambda t, cin: t.reshape(cin, -1, 3, 3)),  # Mobile-Former's stride-2 block
+    (2, "mobile.dw1_act.hyper.2.weight", lambda t, cin: t.reshape(2, cin, -1, t.shape[1])),  # [a1 | a2] per channel
+    (2, "mobile.pw1.0.weight", lambda t, cin: t.reshape(t.shape[0], cin, -1)),
+]
+
+
+@pytest.mark.parametrize("stage, key, meaning", MULTIPLIED, ids=[f"{c[0]}-{c[1]}" for c in MULTIPLIED])
+def test_a_depthwise_conv_with_a_channel_multiplier_is_sliced_per_input_channel(stage, key, meaning):
+    """PyTorch lays a depthwise conv's outputs out as input channel x multiplier: a point with
+    fewer input channels and a smaller multiplier takes the first multiples of the first channels."""
+    arch = nas.get_arch("mobileformer_52m")  # bneck-lite 8 -> 12 (x3), Mobile-Former 12, then 12 -> 24 (stride 2, x6)
+
+    def shaped(stem: int, before: int, multiplier: int) -> nas.ArchConfig:
+        a = arch.replace(stem=dataclasses.replace(arch.stem, width=stem, params=dataclasses.replace(
+            arch.stem.params, widths=(stem,))), stages=arch.stages[:3])
+        a = _with_block_params(a, 0, channel_multiplier=multiplier)
+        a = _with_block_params(_stage(a, 1, width=before), 1, first_expand_ratio=float(multiplier))
+        return _with_block_params(_stage(a, 2, depth=1), 2, first_expand_ratio=float(multiplier))
+
+    wide, narrow = shaped(16, 12, 6), shaped(8, 8, 3)
+    cin = {0: (16, 8), 2: (12, 8)}[stage]
+    sn = _randomised(Supernet([wide, narrow], 10))
+    key = f"stages.{stage}.blocks.blocks.0.{key}"
+    w, n = (meaning(sn.weights(a)[key].detach(), c) for a, c in zip((wide, narrow), cin))
+    assert w.shape != n.shape and w.dim() == n.dim()
+    assert torch.equal(n, _first_entries(w, n))
+
+
+def test_grouped_mobile_former_convs_are_refused_with_their_reason():
+    arch = nas.get_arch("mobileformer_26m")  # groups 4: grouped pointwise convs after channel shuffles
+    with pytest.raises(SupernetError, match=r"groups 4: grouped pointwise convs after a channel shuffle"):
+        Supernet([arch], 10)
+    assert "groups 4" in Supernet([nas.get_arch("mobileformer_52m")], 10).covers(arch)
+
+
 def test_an_mbconv_without_expansion_shares_its_layers_by_role():
     """EfficientViT's MBConv stages search an expansion of 1, which drops the 1x1 expansion: its
     depthwise conv and projection are the expanded block's (first channels), not the layers at
@@ -361,15 +403,51 @@ def test_efficientformer_attention_keeps_a_path_per_head_shape_and_cuts_its_offs
     assert paths == {"stages.1.blocks:mb3d[key_dim=32,attn_ratio=4]", "stages.1.blocks:mb3d[key_dim=16,attn_ratio=4]"}
 
 
-def test_an_unsupported_block_type_is_named():
+def test_the_hybrid_supernet_holds_every_block_type_in_a_bounded_skeleton():
+    """``hybrid``'s supernet sub-space: four stages of at most four blocks, widths up to
+    64/128/256/384, every block type at every stage it may run at; its random points are
+    hybrids, and one supernet holding a sample of them computes what their modules compute."""
+    from search_spaces.spaces import HYBRID_SUPERNET_WIDTHS
+
+    full = get_space("hybrid")
+    space = full.supernet_space()
+    assert space.name == "hybrid" and space.supernet_space() is space and full.supernet_space() is space
+    assert space.component_types()["block"] == full.component_types()["block"]
+    assert not nas.supernet.unsupported_types(space.component_types())
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+    archs = []
+    for _ in range(80):
+        trial = study.ask()
+        archs.append(space.fit(space.sample(trial), macs_budget=2e8))
+        study.tell(trial, 0.0)
+    assert all(space.contains(a) is None for a in archs)
+    assert all(len(a.stages) == 4 and all(st.depth <= 4 and st.width <= top
+                                          for st, top in zip(a.stages, HYBRID_SUPERNET_WIDTHS)) for a in archs)
+    assert {st.block for a in archs for st in a.stages} == space.component_types()["block"]
+    assert sorted(len(set(a.layout.split("-"))) for a in archs)[len(archs) // 2] >= 2
+    # one point per block type in the supernet, each type's with its tensors sliced from the others' envelope
+    by_type = {st.block: a for a in archs for st in a.stages}
+    sn = Supernet(archs, 10)
+    x = torch.randn(2, 3, 64, 64)
+    for block, arch in sorted(by_type.items()):
+        extracted = sn.extract(arch).eval()
+        sn.module(arch).eval()
+        with torch.no_grad():
+            assert torch.allclose(sn.forward(arch, x), extracted(x), atol=1e-5, rtol=0), block
+    assert sn.covers(nas.get_arch("coatnet_0")) is not None
+
+
+def test_an_unsupported_block_type_is_named(monkeypatch):
+    """Every registered type is supported today; one that is not (a new block type) is named, and a
+    space using it is refused before it is sized."""
+    monkeypatch.setitem(SUPPORTED, "block", tuple(t for t in SUPPORTED["block"] if t != "bneck_lite"))
     with pytest.raises(SupernetError, match="does not support block type 'bneck_lite'"):
-        Supernet([nas.get_arch("mobileformer_26m")], 10)
+        Supernet([nas.get_arch("mobileformer_52m")], 10)
     sn = Supernet([nas.get_arch("coatnet_0")], 10)
-    assert "bneck_lite" in sn.covers(nas.get_arch("mobileformer_26m"))
-    # a space is checked before it is sized (sizing hybrid would take hours)
-    with pytest.raises(SupernetError, match="space 'hybrid' yet: its block types 'bneck_lite', 'mobile_former'; "
-                                            "head type 'mobileformer'"):
-        Supernet.for_space(get_space("hybrid"), 1e9)
+    assert "bneck_lite" in sn.covers(nas.get_arch("mobileformer_52m"))
+    with pytest.raises(SupernetError, match="space 'mobileformer' yet: its block type 'bneck_lite' cannot"):
+        Supernet.for_space(get_space("mobileformer"), 1e9)
     assert get_space("coatnet").component_types()["block"] == {"mbconv", "rel_attention"}  # from its layouts
     with pytest.raises(SupernetError, match="outside the supernet"):
         sn.weights(nas.get_arch("coatnet_1"))
@@ -456,8 +534,7 @@ def test_cli_trains_scores_and_refuses_bad_input(tmp_path, capsys):
             (["score", "coatnet_0", "--proxy", "supernet", "--supernet", str(tmp_path / "no.pt")], "no supernet file"),
             (["score", "coatnet_0", "--proxy", "supernet"], "needs --supernet FILE"),
             (args[:-1] + [str(out), "--lr", "0.01"], "trained with other settings (lr)"),
-            (["supernet", "train", "--space", "mobileformer", "-o", str(tmp_path / "e.pt")],
-             "does not support space 'mobileformer' yet: its block types 'bneck_lite', 'mobile_former'; head type"),
+            (["supernet", "train", "--space", "nosuch", "-o", str(tmp_path / "e.pt")], "unknown search space 'nosuch'"),
             (["supernet", "train", "--space", "coatnet_ctt", "--budget", "1mflop", "-o", str(tmp_path / "e.pt")],
              "below what space 'coatnet_ctt' can reach")):
         assert main(bad) == 2, bad

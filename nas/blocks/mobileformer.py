@@ -23,7 +23,7 @@ from torch import nn
 
 from nas.config import Params
 from nas.domains import Choice, IntRange, param
-from nas.layers import (ConvNormAct, DropPath, TokenStack, XStack, bn_cost, conv_norm_act_cost, hw, linear_cost,
+from nas.layers import (ConvNormAct, Dim, DropPath, TokenStack, XStack, bn_cost, conv_norm_act_cost, hw, linear_cost,
                         ln_cost, mlp_cost, Mlp)
 from nas.registry import Cost, Geometry, Tokens, register
 
@@ -41,6 +41,20 @@ class ChannelShuffle(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         return x.reshape(b, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+def _grouped(groups: int) -> Optional[str]:
+    if groups > 1:  # a grouped conv after a shuffle connects channels that depend on the width
+        return f"groups {groups}: grouped pointwise convs after a channel shuffle cannot be sliced (groups 1 can)"
+    return None
+
+
+def _multiplied(cin: int) -> dict:
+    """Slice layouts of a depthwise conv (+ BN) with a channel multiplier: its outputs are input
+    channel x multiplier (PyTorch groups a conv's outputs per input channel)."""
+    channels = Dim((cin, -1))
+    return {"0.weight": (channels, None, None, None),
+            **{f"1.{name}": (channels,) for name in ("weight", "bias", "running_mean", "running_var")}}
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1, shuffle: int = 1) -> nn.Module:
@@ -134,12 +148,18 @@ def former_to_mobile_cost(channels: int, size: tuple[int, int], tokens: Tokens) 
 
 class DynamicReLU(nn.Module):
     """DY-ReLU with two pieces and no bias: max(a1 x, a2 x) per channel, a1 in [0, 2], a2 in [-1, 1],
-    generated from token 0 by Linear(d, d/r) -> ReLU -> Linear(d/r, 2C) -> h_sigmoid."""
+    generated from token 0 by Linear(d, d/r) -> ReLU -> Linear(d/r, 2C) -> h_sigmoid. ``channels_by``:
+    how the channels are laid out for a supernet (a depthwise conv's input x multiplier: (cin, -1))."""
 
-    def __init__(self, token_dim: int, channels: int, reduction: int):
+    def __init__(self, token_dim: int, channels: int, reduction: int, channels_by: tuple[int, ...] = (-1,)):
         super().__init__()
+        self.channels_by = channels_by
         self.hyper = nn.Sequential(nn.Linear(token_dim, token_dim // reduction), nn.ReLU(),
                                    nn.Linear(token_dim // reduction, 2 * channels), nn.Hardsigmoid())
+
+    def slice_layout(self) -> dict:
+        pieces = Dim((2, *self.channels_by))  # [a1 | a2], each per channel
+        return {"hyper.2.weight": (pieces, None), "hyper.2.bias": (pieces,)}
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         a1, a2 = self.hyper(tokens[:, 0])[:, :, None, None].chunk(2, dim=1)
@@ -164,6 +184,9 @@ class MobileFormerParams(Params):
     former_mlp_ratio: float = param(2.0, Choice(2.0, 4.0), "hidden width of the Former's FFN = ratio x token dim")
     dyrelu_reduction: int = param(4, Choice(2, 4, 8), "the dynamic-ReLU hyper-MLP squeezes token 0 to dim / this")
     groups: int = param(1, GROUPS, "groups of the pointwise convs, each followed by a channel shuffle (26M: 4)")
+
+    def unsliceable(self) -> Optional[str]:
+        return _grouped(self.groups)
 
     def check(self, geo: Geometry) -> Optional[str]:
         if geo.tokens is None:
@@ -231,16 +254,24 @@ class DownsampleMobile(nn.Module):
         shuffle = p.groups > 1
         # the official code shuffles the depthwise outputs with as many groups as input channels
         self.dw1 = _conv_bn(cin, hidden, 3, stride, groups=cin, shuffle=cin if shuffle else 1)
-        self.act1 = DynamicReLU(token_dim, hidden, p.dyrelu_reduction)
+        # named apart from the stride-1 block's: these read input channel x multiplier
+        self.dw1_act = DynamicReLU(token_dim, hidden, p.dyrelu_reduction, channels_by=(cin, -1))
         self.pw1 = _conv_bn(hidden, cout, 1, groups=p.groups)
         self.dw2 = _conv_bn(cout, inner, 3, groups=cout, shuffle=cout if shuffle else 1)
-        self.act2 = DynamicReLU(token_dim, inner, p.dyrelu_reduction)
+        self.dw2_act = DynamicReLU(token_dim, inner, p.dyrelu_reduction, channels_by=(cout, -1))
         self.pw2 = _conv_bn(inner, cout, 1, groups=p.groups)
         self.drop_path = DropPath()
+        self.widths = (cin, cout)
+
+    def slice_layout(self) -> dict:  # without shuffles (groups 1): depthwise convs with a channel multiplier
+        cin, cout = self.widths
+        return {**{f"dw1.{k}": v for k, v in _multiplied(cin).items()},
+                **{f"dw2.{k}": v for k, v in _multiplied(cout).items()},
+                "pw1.0.weight": (None, Dim((cin, -1)), None, None), "pw2.0.weight": (None, Dim((cout, -1)), None, None)}
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        x = self.pw1(self.act1(self.dw1(x), tokens))
-        return x + self.drop_path(self.pw2(self.act2(self.dw2(x), tokens)))
+        x = self.pw1(self.dw1_act(self.dw1(x), tokens))
+        return x + self.drop_path(self.pw2(self.dw2_act(self.dw2(x), tokens)))
 
 
 def _downsample_cost(cin, cout, hidden, size, d, p: MobileFormerParams) -> Cost:
@@ -298,6 +329,9 @@ class BneckLiteParams(Params):
     channel_multiplier: int = param(2, Choice(1, 2, 3, 4, 6), "the depthwise conv outputs this x its input channels")
     groups: int = param(1, GROUPS, "groups of the pointwise-linear conv, after a channel shuffle (26M: 4)")
 
+    def unsliceable(self) -> Optional[str]:
+        return _grouped(self.groups)
+
     def check(self, geo: Geometry) -> Optional[str]:
         if geo.stride not in (1, 2):
             return f"a bneck-lite block downsamples by 1 or 2, not {geo.stride}"
@@ -320,6 +354,11 @@ class BneckLite(nn.Module):
         self.conv = nn.Sequential(*layers)
         self.residual = stride == 1 and cin == cout
         self.drop_path = DropPath() if self.residual else None
+        self.cin = cin
+
+    def slice_layout(self) -> dict:  # without a shuffle (groups 1): a depthwise conv with a channel multiplier
+        return {**{f"conv.0.{k}": v for k, v in _multiplied(self.cin).items()},
+                "conv.1.0.weight": (None, Dim((self.cin, -1)), None, None)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.drop_path(self.conv(x)) if self.residual else self.conv(x)
@@ -354,6 +393,9 @@ class MobileFormerHeadParams(Params):
     groups: int = param(1, GROUPS, "groups of the 1x1 conv, after a channel shuffle (26M: 4)")
     dropout: float = param(0.0, Choice(0.0, 0.1, 0.2, 0.3), "dropout before the classifier (training recipe)")
 
+    def unsliceable(self) -> Optional[str]:
+        return _grouped(self.groups)
+
     def check(self, geo: Geometry) -> Optional[str]:
         if geo.tokens is None:
             return "the Mobile-Former head needs global tokens (it concatenates token 0)"
@@ -382,15 +424,18 @@ class MobileFormerHead(nn.Module):
         conv = ConvNormAct(cin, hidden, 1, groups=p.groups, act="relu6")
         self.conv = nn.Sequential(ChannelShuffle(p.groups), conv) if p.groups > 1 else conv
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Sequential(nn.Linear(hidden + token_dim, p.hidden_width), _BatchNorm1d(p.hidden_width),
-                                nn.Hardswish())
+        # Linear over [pooled features | token 0], held as its two blocks of columns (the same function
+        # and parameters as one Linear on the concatenation), so that each is sliced by its own width
+        self.fc_pooled = nn.Linear(hidden, p.hidden_width)
+        self.fc_token = nn.Linear(token_dim, p.hidden_width, bias=False)
+        self.fc = nn.Sequential(_BatchNorm1d(p.hidden_width), nn.Hardswish())
         self.dropout = nn.Dropout(p.dropout)
         self.classifier = nn.Linear(p.hidden_width, classes)
 
     def forward(self, x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         tokens = self.to_former(x, tokens)
         x = F.hardswish(self.pool(self.conv(x)).flatten(1))
-        x = self.fc(torch.cat([x, tokens[:, 0]], dim=1))
+        x = self.fc(self.fc_pooled(x) + self.fc_token(tokens[:, 0]))
         return self.classifier(self.dropout(x))
 
 
