@@ -12,7 +12,7 @@
    supernet`) and stand-alone short training with the search's default proxy (2 epochs of 5,000
    Fashion-MNIST images at 32 px, validated on the same 1,000 held-out images) with seeds 0 and 1.
 4. Kendall tau between inherited accuracy and the mean of the two stand-alone runs, beside the tau
-   of the two stand-alone runs with each other (the ceiling), and candidates per CPU-hour.
+   of the two stand-alone runs with each other (the noise of that reference), and candidates per CPU-hour.
 5. Fronts: a supernet search (``nas search --proxy supernet``, TPE, ``--search-trials`` candidates,
    in this process) whose best ``--verify`` front members are then trained stand-alone, beside the
    front of the measured points' stand-alone accuracy (seed 0: a random stand-alone search of as
@@ -128,7 +128,7 @@ def main() -> None:
     print("| ranking | Kendall tau |\n|---|---|")
     print(f"| supernet (inherited weights) vs stand-alone (mean of 2 seeds) | "
           f"{kendall_tau([r['inherited'] for r in rows], alone):+.2f} |")
-    print(f"| stand-alone seed 0 vs seed 1 (the ceiling) | "
+    print(f"| stand-alone seed 0 vs seed 1 (the reference's noise) | "
           f"{kendall_tau([r['alone0'] for r in rows], [r['alone1'] for r in rows]):+.2f} |")
     print(f"\nseconds per candidate (median): supernet {inherited_s:.2f}, stand-alone {alone_s:.1f} -> "
           f"{alone_s / inherited_s:.0f}x the candidates per CPU-hour ({3600 / inherited_s:.0f} vs "
