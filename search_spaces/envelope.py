@@ -11,16 +11,20 @@ supernet is the per-factor maximum over a set of *probes*, each an architecture 
   any point can give it: the others can only cost more);
 - every other width at the most the budget allows it alone, other stages one block deep (their
   deeper blocks come from their own probes);
-- the probed stage's other numeric values (expansions, MLP ratios, head sizes, kernels, strides, an
+- the probed stage's other numeric values (expansions, MLP ratios, head sizes, kernels, an
   embedding's depth) in every combination when there are at most ``MAX_COMBINATIONS``, else all at
   their largest, all at their smallest, all at their cheapest, and each value alone with the others
   at their cheapest, with depths and tuple lengths still at every value: a width snapped to its
   grid can make a middle value's tensor the largest, the smallest head size makes the most heads,
   the cheapest values allow the deepest stage, and one large ratio among cheap values the widest;
+- every stride the stage may have, the earlier stages' at their least (the cheapest context's
+  network stride may leave the stage one stride only), since a block may downsample with other
+  layers than it keeps its size with;
 - each value of every choice of the probed stage (an embedding or not, a norm style, a stem type),
-  since a choice may add tensors; a choice that brings dimensions of its own (a convolutional
-  stem's layers) starts from its cheapest architecture and has its own widths searched. Values that
-  have weights of their own (``Params.unshared``, e.g. EfficientFormer's head shape) are probed in
+  since a choice may add tensors (an embedding's own, and those of the first block it feeds, are
+  largest at the widest stage: it is probed one block deep); a choice that brings dimensions of
+  its own (a convolutional stem's layers) starts from its cheapest architecture and has its own
+  widths searched. Values that have weights of their own (``Params.unshared``, e.g. EfficientFormer's head shape) are probed in
   every combination, each with every choice;
 - the stage once more from a narrower input when the widest one equals its width, since a width
   change adds tensors too (projection shortcuts).
