@@ -13,7 +13,9 @@ class SupernetCommand(Command):
                    "weights as slices of the supernet's tensors. `nas supernet train` trains it with the sandwich rule "
                    "(the largest, the smallest and random points within the budget on each minibatch, the others "
                    "distilled from the largest); `nas score ARCH --proxy supernet --supernet FILE` then scores a point "
-                   "with inherited weights, and `nas search --proxy supernet --supernet FILE` searches with it.")
+                   "with inherited weights, and `nas search --proxy supernet --supernet FILE` searches with it. A "
+                   "space may hold its supernet to a sub-space (hybrid: every block type in a four-stage skeleton; "
+                   "`nas space show NAME` lists it): training and supernet searches draw from that.")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         from studies.supernet import SupernetSettings
