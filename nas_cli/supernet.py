@@ -59,7 +59,11 @@ class SupernetCommand(Command):
         except BudgetError as e:
             raise UsageError(str(e)) from None
         from search_spaces import get_space
-        get_space(args.space)  # an unknown space is one line before anything loads
+        from studies.budgets import unreachable
+        # an unknown space or an unreachable budget is one line before anything loads
+        reason = unreachable(get_space(args.space).supernet_space(), float(budget))
+        if reason:
+            raise UsageError(reason)
         settings = SupernetSettings(space=args.space, macs_budget=float(budget), dataset=args.dataset,
                                     epochs=args.epochs, resolution=args.resolution, batch_size=args.batch_size,
                                     train_size=args.train_size or None, val_size=args.val_size or None, lr=args.lr,
