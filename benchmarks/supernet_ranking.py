@@ -2,6 +2,7 @@
 
     python benchmarks/supernet_ranking.py [--space coatnet_ctt] [--budget 1gflop] [--points 30]
     python benchmarks/supernet_ranking.py --shard 0/2 & python benchmarks/supernet_ranking.py --shard 1/2
+    python benchmarks/supernet_ranking.py --rescore   # a retrained supernet scores the measured points again
 
 1. Trains (or resumes) the supernet of ``--space`` within ``--budget`` with `nas supernet train`'s
    defaults (``--supernet-epochs`` to change them), one thread; its wall time is printed beside ten
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import random
 import statistics
 import sys
@@ -74,10 +76,15 @@ def main() -> None:
     ap.add_argument("--verify", type=int, default=5, help="front members of the supernet search trained stand-alone")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shard", default="0/1")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the points already measured again with the supernet as it is now (after a retraining), "
+                         "keeping their stand-alone runs; unsharded")
     ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/supernet_ranking_SPACE.jsonl")
     args = ap.parse_args()
     torch.set_num_threads(1)
     shard, shards = (int(v) for v in args.shard.split("/"))
+    if args.rescore and shards != 1:
+        sys.exit("--rescore rewrites the rows file: run it unsharded")
     out = args.out or Path(f"benchmarks/results/supernet_ranking_{args.space}.jsonl")
     out.parent.mkdir(parents=True, exist_ok=True)
     budget = float(parse_macs(args.budget))
@@ -98,6 +105,15 @@ def main() -> None:
                           supernet=str(file), supernet_state=(run.supernet, {"epochs_done": run.epochs_done}))
     inherit = get_evaluator("supernet")
     done = {r["arch_id"]: r for r in map(json.loads, out.read_text().splitlines())} if out.exists() else {}
+    if args.rescore:
+        for arch in points:
+            if arch.arch_id in done:
+                m = inherit.evaluate(arch, context)
+                done[arch.arch_id].update(inherited=m.value, inherited_s=m.seconds)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+        os.replace(tmp, out)
+        print(f"rescored {len(done)} points with {file}")
     for k, arch in enumerate(points):
         if k % shards != shard or arch.arch_id in done:
             continue

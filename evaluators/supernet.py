@@ -67,9 +67,10 @@ def inherited_accuracy(supernet: Supernet, arch: ArchConfig, split: PreparedSpli
                        calibration: int = CALIBRATION_IMAGES) -> float:
     """Validation accuracy of ``arch`` with its supernet weights, BatchNorm re-estimated on the
     first ``calibration`` training images."""
-    model = supernet.extract(arch)
-    recalibrate_batchnorm(model, split.train_x[:calibration], batch_size)
-    return evaluate(model, split.val_x, split.val_y, batch_size, str(supernet.device))
+    # channels-last, as proxy training runs: on CPU the convolutions take about a quarter less time
+    model = supernet.extract(arch).to(memory_format=torch.channels_last)
+    recalibrate_batchnorm(model, split.train_x[:calibration].contiguous(memory_format=torch.channels_last), batch_size)
+    return evaluate(model, split.val_x, split.val_y, batch_size, str(supernet.device), torch.channels_last)
 
 
 def read_supernet_file(path: str | Path, device: str = "cpu") -> dict[str, Any]:

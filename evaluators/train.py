@@ -90,6 +90,21 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def adamw(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with no weight decay on norms, biases and other 1-D parameters, as these families
+    train. Fused (one kernel over all tensors): on CPU its step takes about a third of the time of
+    the per-tensor loop, 10-35 ms less per step for a proxy candidate; torch before 2.4 fuses on
+    CUDA only, so it falls back to the loop there."""
+    decay, no_decay = [], []
+    for p in params:
+        (decay if p.ndim > 1 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    try:
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    except RuntimeError:
+        return torch.optim.AdamW(groups, lr=lr)
+
+
 # ---------------------------------------------------------------------------- precision
 @dataclass(frozen=True)
 class Precision:
@@ -205,10 +220,7 @@ class ProxyTrainer:
         with self._own_rng(seed=cfg.seed):
             model = build_model(scale_widths(arch, cfg.width_mult), data.num_classes)
         self.model = model.to(device, memory_format=self.memory_format)
-        decay = [p for p in self.model.parameters() if p.ndim > 1]
-        no_decay = [p for p in self.model.parameters() if p.ndim <= 1]
-        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.optimizer = adamw(self.model.parameters(), cfg.lr, cfg.weight_decay)
         total = math.ceil(len(train) / cfg.batch_size) * cfg.epochs
         warmup = max(1, int(total * cfg.warmup_fraction))
 

@@ -53,7 +53,7 @@ import nas
 from evaluators.data import (AnyDataset, Dataset, DatasetError, ImageFiles, at_resolution, channel_stats, load_dataset,
                              note_unreadable, prepare)
 from evaluators.threads import torch_threads
-from evaluators.train import (TrainingDiverged, accuracies, choose_precision, evaluate, normalised_batches,
+from evaluators.train import (TrainingDiverged, accuracies, adamw, choose_precision, evaluate, normalised_batches,
                               test_accuracy)
 from nas.config import ArchConfig, ConfigError
 
@@ -234,13 +234,6 @@ def load_recipe(run_dir: Union[str, Path]) -> RecipeConfig:
 
 
 # ---------------------------------------------------------------------------- the recipe's parts
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
-    for p in model.parameters():
-        (decay if p.ndim > 1 else no_decay).append(p)  # norms, biases, layer scales: no decay
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def _lr_schedule(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:  # linear warm-up, then cosine decay to zero
         if step < warmup_steps:
@@ -328,7 +321,7 @@ class _Run:
         torch.manual_seed(recipe.seed)
         self.model = nas.build_model(arch, data.num_classes, drop_path_rate=recipe.drop_path_rate)
         self.model.to(device, memory_format=self.memory_format)
-        self.optimizer = torch.optim.AdamW(_param_groups(self.model, recipe.weight_decay), lr=recipe.lr)
+        self.optimizer = adamw(self.model.parameters(), recipe.lr, recipe.weight_decay)
         total = self.steps * recipe.epochs
         warmup = min(total, max(1, round(recipe.warmup_epochs * self.steps))) if recipe.warmup_epochs else 0
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, _lr_schedule(total, warmup))

@@ -214,3 +214,28 @@ def test_bad_dataset_specs(spec):
     if spec != "cifar10" and not spec.startswith("fashion"):
         with pytest.raises(DatasetError):
             dataset_num_classes(spec)
+
+
+def test_adamw_decays_only_matrices_and_steps_as_the_per_tensor_loop():
+    """The one optimiser of proxy, supernet and `nas train` runs: no weight decay on norms and
+    biases, fused where torch can, and the same step as torch's plain AdamW with those groups."""
+    from evaluators.train import adamw
+
+    torch.manual_seed(0)
+    model = nas.build_model(_tiny_arch(), 10)
+    plain = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    for p, q in zip(model.parameters(), plain):
+        p.grad = torch.randn_like(p)
+        q.grad = p.grad.clone()
+    opt = adamw(model.parameters(), lr=1e-2, weight_decay=0.05)
+    decayed, kept = opt.param_groups
+    assert all(p.ndim > 1 for p in decayed["params"]) and decayed["weight_decay"] == 0.05
+    assert kept["params"] and all(p.ndim <= 1 for p in kept["params"]) and kept["weight_decay"] == 0.0
+    assert opt.defaults["fused"] == (tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4))
+    reference = torch.optim.AdamW([{"params": [q for q in plain if q.ndim > 1], "weight_decay": 0.05},
+                                   {"params": [q for q in plain if q.ndim <= 1], "weight_decay": 0.0}], lr=1e-2)
+    for _ in range(3):
+        opt.step()
+        reference.step()
+    for p, q in zip(model.parameters(), plain):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
