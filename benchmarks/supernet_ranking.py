@@ -6,7 +6,8 @@
 
 1. Trains (or resumes) the supernet of ``--space`` within ``--budget`` with `nas supernet train`'s
    defaults (``--supernet-epochs`` to change them), one thread; its wall time is printed beside ten
-   stand-alone proxy trainings of the largest point (the issue's yardstick).
+   stand-alone proxy trainings of a budget-sized point (the issue's yardstick): of the largest
+   point, and of the median of the measured points.
 2. Draws ``--points`` points within the budget, stratified across layouts (each layout in turn),
    as a search draws them (sampled, fitted to the budget).
 3. Per point, one thread: the inherited accuracy (BatchNorm re-estimated, `nas score --proxy
@@ -70,12 +71,16 @@ def main() -> None:
     ap.add_argument("--budget", default="1gflop")
     ap.add_argument("--points", type=int, default=30)
     ap.add_argument("--supernet-epochs", type=int, default=SupernetSettings(space="").epochs)
+    ap.add_argument("--supernet-train-size", type=int, default=SupernetSettings(space="").train_size)
     ap.add_argument("--train-size", type=int, default=SearchSettings(space="").train.train_size,
                     help="images of each stand-alone run (the search's default)")
     ap.add_argument("--search-trials", type=int, default=300, help="candidates of the supernet search (step 5)")
     ap.add_argument("--verify", type=int, default=5, help="front members of the supernet search trained stand-alone")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--shard", default="0/1")
+    ap.add_argument("--time-points", type=int, default=0,
+                    help="time this many of the measured points again both ways, one right after the other, so "
+                         "that the per-candidate ratio compares runs made under the same load")
     ap.add_argument("--rescore", action="store_true",
                     help="score the points already measured again with the supernet as it is now (after a retraining), "
                          "keeping their stand-alone runs; unsharded")
@@ -91,7 +96,7 @@ def main() -> None:
     proxy: TrainConfig = replace(SearchSettings(space="").train, train_size=args.train_size, threads=1,
                                  precision="fp32")
     settings = SupernetSettings(space=args.space, macs_budget=budget, epochs=args.supernet_epochs,
-                                val_size=proxy.val_size, seed=args.seed)
+                                train_size=args.supernet_train_size, val_size=proxy.val_size, seed=args.seed)
     file = out.with_suffix(".pt")
     run = SupernetTraining(settings, file)
     if run.epochs_done < settings.epochs:
@@ -138,6 +143,13 @@ def main() -> None:
     inherited_s = statistics.median(r["inherited_s"] for r in rows)
     alone_s = statistics.median(r["alone0_s"] for r in rows)
     largest = train_proxy(run.largest, context.data, proxy).seconds if len(rows) == len(points) else float("nan")
+    if args.time_points:  # side by side: the rows' seconds were measured at other times, under other loads
+        timed = [a for a in points if a.arch_id in done][:args.time_points]
+        pairs = [(inherit.evaluate(a, context).seconds, train_proxy(a, context.data, proxy).seconds) for a in timed]
+        inherited_s = statistics.median(i for i, _ in pairs)
+        alone_s = statistics.median(t for _, t in pairs)
+        print(f"re-timed {len(pairs)} points side by side: " +
+              ", ".join(f"{i:.2f} s / {t:.0f} s" for i, t in pairs))
     print(f"\n{len(rows)} points of {args.space} within {budget / 1e6:.0f} MMACs "
           f"({len(set(r['layout'] for r in rows))} layouts, {min(r['macs_m'] for r in rows):.0f}-"
           f"{max(r['macs_m'] for r in rows):.0f} MMACs); one thread each\n")
@@ -150,7 +162,8 @@ def main() -> None:
           f"{alone_s / inherited_s:.0f}x the candidates per CPU-hour ({3600 / inherited_s:.0f} vs "
           f"{3600 / alone_s:.0f})")
     print(f"supernet training: {run.seconds:.0f} s ({settings.epochs} epochs of {settings.train_size} images); "
-          f"ten stand-alone trainings of its largest point ({run.largest.arch_id}): {10 * largest:.0f} s")
+          f"ten stand-alone trainings of its largest point ({run.largest.arch_id}): {10 * largest:.0f} s, "
+          f"of the median point above: {10 * alone_s:.0f} s")
     if len(rows) == len(points) and args.search_trials:
         compare_fronts(args, budget, proxy, file, rows)
 
