@@ -132,6 +132,9 @@ def main() -> None:
             row.append(f"{precision} {result.accuracy:.4f}")
         print(f"  {family:16s} {arch.layout:24s} {nas.analytic_cost(arch).macs / 1e6:6.0f}M  {', '.join(row)}",
               flush=True)
+    if len(archs) < 2:  # --archs 0: the speed part only
+        print(f"total {time.perf_counter() - start:.0f} s")
+        return
     tau = kendall_tau(accuracy["fp32"], accuracy["bf16"])
     gap = max(abs(a - b) for a, b in zip(accuracy["fp32"], accuracy["bf16"]))
     print(f"\nKendall tau fp32 vs bf16 over {len(archs)} architectures: {tau:+.2f}; largest accuracy difference "

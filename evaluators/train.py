@@ -11,8 +11,9 @@ thread count for the work and restores it; on CPU in fp32 a given seed reproduce
 accuracy exactly.
 
 Arithmetic (``TrainConfig.precision``, see :func:`choose_precision`): "auto" trains in bfloat16
-autocast on CUDA (float16 with a gradient scaler on GPUs without bfloat16) and on CPUs with native
-bfloat16 (AMX or AVX512-BF16), else in float32. The loss is checked for NaN/inf every
+autocast on CUDA (float16 with a gradient scaler on GPUs without bfloat16) and on CPUs with AMX
+bfloat16 tiles, else in float32. On CPU an optimiser step whose gradients are not finite (a bf16
+overflow) is skipped, as a gradient scaler skips it. The loss is checked for NaN/inf every
 ``check_every`` steps and at the end of each epoch from a device-side list (every step on CPU,
 where reading it costs nothing; every 20 on CUDA, where each read waits for the GPU).
 """
@@ -143,14 +144,16 @@ def cpu_flags() -> frozenset[str]:
 
 
 def cpu_has_native_bf16(flags: Optional[Iterable[str]] = None, capability: Optional[str] = None) -> bool:
-    """Whether this CPU computes bfloat16 natively (AMX tiles or AVX512-BF16 dot products), so that
-    bf16 autocast is faster than fp32. Without them torch emulates bf16 in fp32 registers plus
-    conversions: slower than fp32. ``flags`` and ``capability`` (torch's CPU capability string)
-    default to this machine's."""
+    """Whether this CPU multiplies bfloat16 matrices in AMX tiles, so that bf16 autocast is faster
+    than fp32. AVX512-BF16 dot products alone are not enough: on an AMD EPYC with them proxy
+    training ran at 0.76-1.24x the fp32 speed (``benchmarks/proxy_precision.py``) and a small
+    PoolFormer's bf16 gradients overflowed; without either, torch emulates bf16 around fp32
+    arithmetic, 5-8x slower. ``flags`` and ``capability`` (torch's CPU capability string) default
+    to this machine's."""
     flags = cpu_flags() if flags is None else frozenset(flags)
     if capability is None:
         capability = torch.backends.cpu.get_cpu_capability()
-    return bool({"amx_bf16", "avx512_bf16"} & flags) or "AMX" in capability.upper()
+    return "amx_bf16" in flags or "AMX" in capability.upper()
 
 
 def choose_precision(requested: str, device: str, *, cuda_bf16: Optional[bool] = None,
@@ -181,8 +184,8 @@ def choose_precision(requested: str, device: str, *, cuda_bf16: Optional[bool] =
     if requested == "bf16":
         return Precision("bf16", "asked for")
     native = cpu_has_native_bf16() if cpu_bf16 is None else cpu_bf16
-    return (Precision("bf16", "CPU with native bfloat16 (AMX or AVX512-BF16)") if native else
-            Precision("fp32", "CPU without native bfloat16: bf16 would be emulated, slower than fp32"))
+    return (Precision("bf16", "CPU with AMX bfloat16 tiles") if native else
+            Precision("fp32", "CPU without AMX: bf16 would be no faster than fp32, or emulated and slower"))
 
 
 # ---------------------------------------------------------------------------- the trainer
@@ -328,12 +331,12 @@ class ProxyTrainer:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients
         else:
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
-        else:
-            self.optimizer.step()
+        elif self.device != "cpu" or bool(torch.isfinite(norm)):  # CPU: reading it costs nothing
+            self.optimizer.step()  # skipped when bf16 gradients overflowed: inf x 0 would poison the weights
         self.schedule.step()
         self._pending.append(loss.detach())
         if len(self._pending) >= self.check_every:
