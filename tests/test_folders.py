@@ -294,6 +294,20 @@ def test_bf16_autocast_on_cpu_trains_an_epoch():
     assert result.precision == "bf16" and np.isfinite(result.accuracy) and 0 <= result.accuracy <= 1
 
 
+def test_a_cpu_step_with_overflowed_gradients_is_skipped():
+    """A bf16 backward can overflow to inf: on CPU that step is skipped (clipping would turn inf into
+    NaN weights), and training goes on; the loss check still stops a run whose loss is not finite."""
+    cfg = TrainConfig(epochs=1, resolution=16, train_size=None, val_size=16, batch_size=16, precision="fp32",
+                      threads=1)
+    trainer = ProxyTrainer(_tiny_arch(), _synthetic(), cfg, device="cpu")
+    weight = next(trainer.model.parameters())
+    overflows = iter([True])
+    weight.register_hook(lambda g: torch.full_like(g, float("inf")) if next(overflows, False) else g)
+    with torch_threads(1):
+        accuracy = trainer.run_epoch()
+    assert 0 <= accuracy <= 1 and all(torch.isfinite(p).all() for p in trainer.model.parameters())
+
+
 def test_a_study_from_before_the_precision_field_resumes(tmp_path):
     from studies.search import Search, SearchSettings
 
